@@ -1,0 +1,61 @@
+//! Project automation, run as `cargo xtask <command>`.
+//!
+//! - `cargo xtask codegen` regenerates the committed files derived from
+//!   `crates/catalog/errors.toml`.
+//! - `cargo xtask codegen --check` fails, naming the file, when a committed file differs
+//!   from what the spec generates (CI runs it).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+mod codegen;
+mod spec;
+
+const USAGE: &str = "usage: cargo xtask codegen [--check]";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mode = match args.as_slice() {
+        ["codegen"] => codegen::Mode::Write,
+        ["codegen", "--check"] => codegen::Mode::Check,
+        ["help" | "--help" | "-h"] => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprintln!("xtask: unknown arguments {args:?}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match codegen::run(&workspace_root(), mode) {
+        Ok(outcomes) => {
+            for outcome in outcomes {
+                match outcome {
+                    codegen::Outcome::Unchanged(path) => {
+                        eprintln!("xtask: {} is up to date", path.display());
+                    }
+                    codegen::Outcome::Updated(path) => {
+                        eprintln!("xtask: wrote {}", path.display());
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("xtask: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's manifest directory.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+#[cfg(test)]
+mod tests;
