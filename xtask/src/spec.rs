@@ -141,9 +141,15 @@ pub(crate) fn parse(text: &str) -> Result<Spec, Vec<Problem>> {
     let lines = LineIndex::new(text);
     let raw: RawSpec = toml::from_str(text).map_err(|error| {
         let line = error.span().map_or(1, |span| lines.line(span.start));
-        vec![Problem { line, message: format!("malformed spec: {}", error.message().trim()) }]
+        vec![Problem {
+            line,
+            message: format!("malformed spec: {}", error.message().trim()),
+        }]
     })?;
-    let mut validator = Validator { lines, problems: Vec::new() };
+    let mut validator = Validator {
+        lines,
+        problems: Vec::new(),
+    };
     let spec = validator.spec(raw);
     if validator.problems.is_empty() {
         Ok(spec)
@@ -230,7 +236,10 @@ impl Validator {
         }
 
         entries.sort_by_key(|(codes, _)| *codes);
-        Spec { escalations, entries: entries.into_iter().flat_map(|(_, group)| group).collect() }
+        Spec {
+            escalations,
+            entries: entries.into_iter().flat_map(|(_, group)| group).collect(),
+        }
     }
 
     fn escalations(&mut self, raw: Vec<Spanned<RawEscalation>>) -> Vec<Escalation> {
@@ -256,7 +265,10 @@ impl Validator {
                 );
                 continue;
             }
-            escalations.push(Escalation { name, advice: item.advice.into_inner() });
+            escalations.push(Escalation {
+                name,
+                advice: item.advice.into_inner(),
+            });
         }
         escalations
     }
@@ -307,14 +319,14 @@ impl Validator {
             let raw_reason = raw_reason.into_inner();
             let line = self.lines.line(raw_reason.reason.span().start);
             let reason_label = format!("{label} reason {:?}", raw_reason.reason.get_ref());
-            if let Some(reason) = self.reason(
-                &reason_label,
-                &parent,
-                raw_reason,
-                vocabulary,
-                names_seen,
-            ) {
-                let key = reason.reason.clone().unwrap_or_default().to_ascii_uppercase();
+            if let Some(reason) =
+                self.reason(&reason_label, &parent, raw_reason, vocabulary, names_seen)
+            {
+                let key = reason
+                    .reason
+                    .clone()
+                    .unwrap_or_default()
+                    .to_ascii_uppercase();
                 if let Some(first) = reasons_seen.insert(key, line) {
                     self.problems.push(Problem {
                         line,
@@ -340,7 +352,9 @@ impl Validator {
     ) -> Option<Entry> {
         let reason = raw.reason.get_ref();
         if reason.is_empty()
-            || !reason.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            || !reason
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
         {
             self.report(
                 &raw.reason,
@@ -369,8 +383,18 @@ impl Validator {
         }
         for (field, value, slot, required) in [
             ("causes", raw.causes, &mut entry.causes, Required::NonEmpty),
-            ("user_actions", raw.user_actions, &mut entry.user_actions, Required::NonEmpty),
-            ("ops_actions", raw.ops_actions, &mut entry.ops_actions, Required::MayBeEmpty),
+            (
+                "user_actions",
+                raw.user_actions,
+                &mut entry.user_actions,
+                Required::NonEmpty,
+            ),
+            (
+                "ops_actions",
+                raw.ops_actions,
+                &mut entry.ops_actions,
+                Required::MayBeEmpty,
+            ),
         ] {
             if let Some(value) = value {
                 self.list(label, field, &value, required);
@@ -395,7 +419,9 @@ impl Validator {
         if codes.is_none() {
             self.report(
                 code,
-                format!("{label}: code must be an error status from 400 to 599, or \"4xx\" / \"5xx\""),
+                format!(
+                    "{label}: code must be an error status from 400 to 599, or \"4xx\" / \"5xx\""
+                ),
             );
         }
         codes
@@ -419,14 +445,19 @@ impl Validator {
         self.identifier(label, name);
         let line = self.lines.line(name.span().start);
         if let Some(first) = names_seen.insert(name.get_ref().clone(), line) {
-            self.report(name, format!("{label}: duplicate name, already used on line {first}"));
+            self.report(
+                name,
+                format!("{label}: duplicate name, already used on line {first}"),
+            );
         }
     }
 
     fn identifier(&mut self, label: &str, name: &Spanned<String>) {
         let text = name.get_ref();
         let valid = text.starts_with(|c: char| c.is_ascii_lowercase())
-            && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
             && !text.ends_with('_')
             && !text.contains("__");
         if !valid {
@@ -459,7 +490,10 @@ impl Validator {
         value: &Spanned<String>,
         allowed: &[(&'static str, &'static str)],
     ) -> Option<&'static str> {
-        let found = allowed.iter().find(|(name, _)| name == value.get_ref()).map(|(name, _)| *name);
+        let found = allowed
+            .iter()
+            .find(|(name, _)| name == value.get_ref())
+            .map(|(name, _)| *name);
         if found.is_none() {
             let expected: Vec<&str> = allowed.iter().map(|(name, _)| *name).collect();
             self.report(
@@ -481,7 +515,10 @@ impl Validator {
         vocabulary: &BTreeMap<&str, usize>,
     ) -> Option<Vec<usize>> {
         if value.get_ref().is_empty() {
-            self.report(value, format!("{label}: escalations needs at least one item"));
+            self.report(
+                value,
+                format!("{label}: escalations needs at least one item"),
+            );
             return None;
         }
         let mut indexes = Vec::new();
@@ -489,7 +526,10 @@ impl Validator {
         for name in value.get_ref() {
             match vocabulary.get(name.get_ref().as_str()) {
                 Some(index) if indexes.contains(index) => {
-                    self.report(name, format!("{label}: escalation {:?} listed twice", name.get_ref()));
+                    self.report(
+                        name,
+                        format!("{label}: escalation {:?} listed twice", name.get_ref()),
+                    );
                     valid = false;
                 }
                 Some(index) => indexes.push(*index),

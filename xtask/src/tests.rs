@@ -50,12 +50,18 @@ impl Drop for Scratch {
 }
 
 fn replace_once(text: &str, from: &str, to: &str) -> String {
-    assert_eq!(text.matches(from).count(), 1, "{from:?} must occur exactly once in the spec");
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "{from:?} must occur exactly once in the spec"
+    );
     text.replacen(from, to, 1)
 }
 
 fn line_of(text: &str, needle: &str) -> usize {
-    let at = text.find(needle).unwrap_or_else(|| panic!("{needle:?} not in the text"));
+    let at = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in the text"));
     text[..at].matches('\n').count() + 1
 }
 
@@ -106,15 +112,23 @@ fn check_fails_naming_the_stale_file_and_write_repairs_it() {
 fn a_missing_output_counts_as_stale() {
     let scratch = Scratch::new();
     fs::remove_file(scratch.root.join(CATALOG)).unwrap();
-    assert!(matches!(codegen::run(&scratch.root, Mode::Check), Err(Error::Stale { .. })));
+    assert!(matches!(
+        codegen::run(&scratch.root, Mode::Check),
+        Err(Error::Stale { .. })
+    ));
 }
 
 #[test]
 fn a_missing_spec_is_reported_by_path() {
     let scratch = Scratch::new();
     fs::remove_file(scratch.root.join(SPEC)).unwrap();
-    let message = codegen::run(&scratch.root, Mode::Write).unwrap_err().to_string();
-    assert!(message.starts_with("cannot read crates/catalog/errors.toml"), "{message}");
+    let message = codegen::run(&scratch.root, Mode::Write)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.starts_with("cannot read crates/catalog/errors.toml"),
+        "{message}"
+    );
 }
 
 /// Applies `edit` to the real spec in a scratch copy, runs codegen in write mode, and
@@ -129,9 +143,16 @@ fn check_invalid(edit: impl Fn(&str) -> String, anchor: &str, expected: &str) {
     let message = error.to_string();
     let line = line_of(&edited, anchor);
     let wanted = format!("{SPEC}:{line}: {expected}");
-    assert!(message.contains(&wanted), "expected {wanted:?} in:\n{message}");
+    assert!(
+        message.contains(&wanted),
+        "expected {wanted:?} in:\n{message}"
+    );
     assert!(message.contains("nothing was written"), "{message}");
-    assert_eq!(scratch.catalog(), before, "an invalid spec must not write anything");
+    assert_eq!(
+        scratch.catalog(),
+        before,
+        "an invalid spec must not write anything"
+    );
 }
 
 #[test]
@@ -165,7 +186,13 @@ fn unknown_retry_reactions_are_rejected() {
 #[test]
 fn unknown_escalations_are_rejected() {
     check_invalid(
-        |spec| replace_once(spec, "escalations = [\"fix_request\", \"read_message\"]", "escalations = [\"fix_request\", \"pray\"]"),
+        |spec| {
+            replace_once(
+                spec,
+                "escalations = [\"fix_request\", \"read_message\"]",
+                "escalations = [\"fix_request\", \"pray\"]",
+            )
+        },
         "escalations = [\"fix_request\", \"pray\"]",
         "entry 400 (bad_request): unknown escalation \"pray\" (not in the [[escalation]] vocabulary)",
     );
@@ -174,7 +201,13 @@ fn unknown_escalations_are_rejected() {
 #[test]
 fn unknown_escalations_in_reasons_are_rejected() {
     check_invalid(
-        |spec| replace_once(spec, "escalations = [\"top_up_balance\"]", "escalations = [\"pay_up\"]"),
+        |spec| {
+            replace_once(
+                spec,
+                "escalations = [\"top_up_balance\"]",
+                "escalations = [\"pay_up\"]",
+            )
+        },
         "escalations = [\"pay_up\"]",
         "entry 403 (forbidden) reason \"NOT_ENOUGH_BALANCE\": unknown escalation \"pay_up\"",
     );
@@ -198,7 +231,13 @@ fn empty_summaries_are_rejected() {
 #[test]
 fn empty_reason_summaries_are_rejected() {
     check_invalid(
-        |spec| replace_once(spec, "summary = \"The model is down for maintenance.\"", "summary = \"\""),
+        |spec| {
+            replace_once(
+                spec,
+                "summary = \"The model is down for maintenance.\"",
+                "summary = \"\"",
+            )
+        },
         "summary = \"\"",
         "entry 500 (internal_server_error) reason \"MODEL_NOT_AVAILABLE\": summary is empty",
     );
@@ -207,7 +246,13 @@ fn empty_reason_summaries_are_rejected() {
 #[test]
 fn malformed_toml_is_rejected_with_its_line() {
     check_invalid(
-        |spec| replace_once(spec, "title = \"Gateway Timeout\"", "title = \"Gateway Timeout"),
+        |spec| {
+            replace_once(
+                spec,
+                "title = \"Gateway Timeout\"",
+                "title = \"Gateway Timeout",
+            )
+        },
         "title = \"Gateway Timeout",
         "malformed spec: ",
     );
@@ -225,7 +270,13 @@ fn missing_fields_are_rejected_with_the_table_line() {
 #[test]
 fn unknown_fields_are_rejected() {
     check_invalid(
-        |spec| replace_once(spec, "title = \"Gateway Timeout\"\n", "title = \"Gateway Timeout\"\ncolour = \"red\"\n"),
+        |spec| {
+            replace_once(
+                spec,
+                "title = \"Gateway Timeout\"\n",
+                "title = \"Gateway Timeout\"\ncolour = \"red\"\n",
+            )
+        },
         "colour = \"red\"",
         "malformed spec: unknown field `colour`",
     );
@@ -286,14 +337,23 @@ fn a_missing_range_entry_is_rejected() {
     let spec = scratch.spec();
     let start = spec.find("[[entry]]\ncode = \"5xx\"").unwrap();
     scratch.set_spec(&spec[..start]);
-    let message = codegen::run(&scratch.root, Mode::Write).unwrap_err().to_string();
-    assert!(message.contains("no entry with code = \"5xx\""), "{message}");
+    let message = codegen::run(&scratch.root, Mode::Write)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("no entry with code = \"5xx\""),
+        "{message}"
+    );
 }
 
 #[test]
 fn every_problem_is_reported_at_once() {
     let scratch = Scratch::new();
-    let spec = replace_once(&scratch.spec(), "class = \"throttled\"\n", "class = \"x\"\n");
+    let spec = replace_once(
+        &scratch.spec(),
+        "class = \"throttled\"\n",
+        "class = \"x\"\n",
+    );
     let spec = replace_once(&spec, "retry = \"limited\"", "retry = \"y\"");
     scratch.set_spec(&spec);
     let Error::Invalid { problems, .. } = codegen::run(&scratch.root, Mode::Write).unwrap_err()

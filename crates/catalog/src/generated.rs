@@ -478,7 +478,7 @@ pub static ENTRIES: [Entry; 20] = [
         name: "model_not_available",
         title: "Internal Server Error",
         class: Class::ServerFault,
-        retry: Retry::Limited,
+        retry: Retry::Never,
         rate_limit: None,
         summary: "The model is down for maintenance.",
         causes: &["the model is in maintenance and serves no requests for now"],

@@ -371,7 +371,11 @@ mod tests {
             let entry = lookup(code);
             assert_eq!(entry.is_some(), (400..600).contains(&code), "status {code}");
             if let Some(entry) = entry {
-                assert!(entry.status.covers(code), "{} does not cover {code}", entry.name);
+                assert!(
+                    entry.status.covers(code),
+                    "{} does not cover {code}",
+                    entry.name
+                );
             }
         }
     }
@@ -409,7 +413,10 @@ mod tests {
     #[test]
     fn unknown_or_misplaced_reasons_give_the_status_entry() {
         assert_eq!(lookup_reason(429, "").unwrap().name, "too_many_requests");
-        assert_eq!(lookup_reason(429, "NOPE").unwrap().name, "too_many_requests");
+        assert_eq!(
+            lookup_reason(429, "NOPE").unwrap().name,
+            "too_many_requests"
+        );
         // A reason that belongs to another status does not leak across.
         assert_eq!(
             lookup_reason(400, "TOKEN_LIMIT_EXCEEDED").unwrap().name,
@@ -421,7 +428,13 @@ mod tests {
         );
         assert_eq!(lookup_reason(200, "RATE_LIMIT_EXCEEDED"), None);
         // Any string, however odd, is answered without panicking.
-        for odd in ["\u{0}", "ß", "🦀🦀", &"X".repeat(10_000), "RATE_LIMIT_EXCEEDEDx"] {
+        for odd in [
+            "\u{0}",
+            "ß",
+            "🦀🦀",
+            &"X".repeat(10_000),
+            "RATE_LIMIT_EXCEEDEDx",
+        ] {
             assert_eq!(lookup_reason(429, odd).unwrap().name, "too_many_requests");
         }
     }
@@ -440,7 +453,15 @@ mod tests {
         let rpm = lookup_reason(429, "RATE_LIMIT_EXCEEDED").unwrap();
         assert!(!rpm.suggests(Escalation::ReduceTokens));
         let maintenance = lookup_reason(500, "MODEL_NOT_AVAILABLE").unwrap();
-        assert_eq!(maintenance.escalations.first(), Some(&Escalation::FallbackModel));
+        assert_eq!(
+            maintenance.escalations.first(),
+            Some(&Escalation::FallbackModel)
+        );
+        assert_eq!(
+            maintenance.retry,
+            Retry::Never,
+            "retrying a model in maintenance is futile"
+        );
     }
 
     #[test]
@@ -448,14 +469,25 @@ mod tests {
         let timeout = lookup(504).unwrap();
         assert!(timeout.suggests(Escalation::SwitchToStreaming));
         assert!(timeout.suggests(Escalation::RaiseClientTimeout));
-        assert!(Escalation::RaiseClientTimeout.advice().contains("60 seconds"));
+        assert!(
+            Escalation::RaiseClientTimeout
+                .advice()
+                .contains("60 seconds")
+        );
         let crash = lookup(500).unwrap();
         assert!(crash.suggests(Escalation::FallbackModel));
-        assert!(Escalation::FallbackModel.advice().contains("lighter configuration"));
+        assert!(
+            Escalation::FallbackModel
+                .advice()
+                .contains("lighter configuration")
+        );
         let throttled = lookup(429).unwrap();
         assert!(throttled.summary.contains("RPM") && throttled.summary.contains("TPM"));
         for code in [503, 504] {
-            assert!(!lookup(code).unwrap().ops_actions.is_empty(), "{code} has ops actions");
+            assert!(
+                !lookup(code).unwrap().ops_actions.is_empty(),
+                "{code} has ops actions"
+            );
         }
     }
 
@@ -476,10 +508,18 @@ mod tests {
 
     #[test]
     fn display_reads_as_advice() {
-        let text = lookup_reason(429, "TOKEN_LIMIT_EXCEEDED").unwrap().to_string();
-        assert!(text.starts_with("429 Too Many Requests (TOKEN_LIMIT_EXCEEDED): "), "{text}");
+        let text = lookup_reason(429, "TOKEN_LIMIT_EXCEEDED")
+            .unwrap()
+            .to_string();
+        assert!(
+            text.starts_with("429 Too Many Requests (TOKEN_LIMIT_EXCEEDED): "),
+            "{text}"
+        );
         assert!(text.contains("What to do:\n  - "), "{text}");
-        assert!(text.contains("Client reaction: retried no sooner"), "{text}");
+        assert!(
+            text.contains("Client reaction: retried no sooner"),
+            "{text}"
+        );
         let text = lookup(400).unwrap().to_string();
         assert!(!text.contains("For platform operators"), "{text}");
     }

@@ -45,7 +45,10 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::NotANumber(input) => {
-                write!(f, "{input:?} is not an HTTP status code; give a number such as 429")
+                write!(
+                    f,
+                    "{input:?} is not an HTTP status code; give a number such as 429"
+                )
             }
             Error::OutOfRange(input) => write!(
                 f,
@@ -61,7 +64,10 @@ impl fmt::Display for Error {
 
 pub(crate) fn run(args: &Args) -> Result<Report, Error> {
     if args.all {
-        return Ok(Report { text: table(), note: None });
+        return Ok(Report {
+            text: table(),
+            note: None,
+        });
     }
     let input = args.code.as_deref().unwrap_or_default();
     let status = parse_status(input)?;
@@ -76,7 +82,10 @@ pub(crate) fn run(args: &Args) -> Result<Report, Error> {
             (entry, note)
         }
     };
-    Ok(Report { text: explain(status, entry), note })
+    Ok(Report {
+        text: explain(status, entry),
+        note,
+    })
 }
 
 fn parse_status(input: &str) -> Result<u16, Error> {
@@ -93,7 +102,11 @@ fn parse_status(input: &str) -> Result<u16, Error> {
 fn explain(status: u16, entry: &Entry) -> String {
     let mut out = String::new();
     if !matches!(entry.status, Status::Code(_)) {
-        let _ = writeln!(out, "{status} is not documented by Novita; it is handled as {}.\n", entry.status);
+        let _ = writeln!(
+            out,
+            "{status} is not documented by Novita; it is handled as {}.\n",
+            entry.status
+        );
     }
     let _ = writeln!(out, "{entry}");
     let _ = writeln!(out, "Class: {} (retry: {})", entry.class, entry.retry);
@@ -146,7 +159,11 @@ mod tests {
     use super::*;
 
     fn args(code: &str, reason: Option<&str>) -> Args {
-        Args { code: Some(code.to_owned()), reason: reason.map(str::to_owned), all: false }
+        Args {
+            code: Some(code.to_owned()),
+            reason: reason.map(str::to_owned),
+            all: false,
+        }
     }
 
     #[test]
@@ -181,7 +198,11 @@ mod tests {
             "Client reaction: retried with capped exponential backoff",
             "Known reasons: SERVICE_NOT_AVAILABLE",
         ] {
-            assert!(report.text.contains(needle), "{needle:?} missing from:\n{}", report.text);
+            assert!(
+                report.text.contains(needle),
+                "{needle:?} missing from:\n{}",
+                report.text
+            );
         }
         assert_eq!(report.note, None);
     }
@@ -189,31 +210,61 @@ mod tests {
     #[test]
     fn reasons_refine_the_explanation() {
         let report = run(&args("429", Some("token_limit_exceeded"))).unwrap();
-        assert!(report.text.contains("(TOKEN_LIMIT_EXCEEDED)"), "{}", report.text);
-        assert!(report.text.contains("Limit hit: tokens per minute (TPM)"), "{}", report.text);
+        assert!(
+            report.text.contains("(TOKEN_LIMIT_EXCEEDED)"),
+            "{}",
+            report.text
+        );
+        assert!(
+            report.text.contains("Limit hit: tokens per minute (TPM)"),
+            "{}",
+            report.text
+        );
         assert!(report.text.contains("lower max_tokens"), "{}", report.text);
     }
 
     #[test]
     fn unknown_reasons_fall_back_with_a_note() {
         let report = run(&args("429", Some("WHATEVER"))).unwrap();
-        assert!(report.text.starts_with("429 Too Many Requests: "), "{}", report.text);
-        assert!(report.note.unwrap().contains("\"WHATEVER\" is not known for 429"));
+        assert!(
+            report.text.starts_with("429 Too Many Requests: "),
+            "{}",
+            report.text
+        );
+        assert!(
+            report
+                .note
+                .unwrap()
+                .contains("\"WHATEVER\" is not known for 429")
+        );
     }
 
     #[test]
     fn undocumented_statuses_say_so() {
         let report = run(&args("418", None)).unwrap();
-        assert!(report.text.starts_with("418 is not documented by Novita; it is handled as 4xx."));
+        assert!(
+            report
+                .text
+                .starts_with("418 is not documented by Novita; it is handled as 4xx.")
+        );
         let report = run(&args("502", None)).unwrap();
         assert!(report.text.contains("handled as 5xx"));
     }
 
     #[test]
     fn the_table_lists_every_entry() {
-        let text = run(&Args { code: None, reason: None, all: true }).unwrap().text;
+        let text = run(&Args {
+            code: None,
+            reason: None,
+            all: true,
+        })
+        .unwrap()
+        .text;
         assert_eq!(text.lines().count(), ENTRIES.len() + 1);
-        assert!(text.lines().any(|line| line.starts_with("429    TOKEN_LIMIT_EXCEEDED")));
+        assert!(
+            text.lines()
+                .any(|line| line.starts_with("429    TOKEN_LIMIT_EXCEEDED"))
+        );
         assert!(text.lines().any(|line| line.starts_with("5xx    -")));
     }
 }

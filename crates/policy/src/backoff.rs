@@ -1,0 +1,178 @@
+//! Capped exponential backoff with a choice of jitter.
+//!
+//! Jitter spreads the retries of many clients apart so that they do not hit a recovering
+//! server in lockstep; "full" jitter does that best for the least total work, which is why
+//! it is the default (see the AWS Architecture Blog's "Exponential Backoff And Jitter").
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Draw;
+
+/// How a backoff delay is randomised.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Jitter {
+    /// No randomness: exactly the exponential delay. Clients that failed together retry
+    /// together; only for tests and single-client tools.
+    None,
+    /// Anywhere from zero to the exponential delay: the best spread for the least work.
+    #[default]
+    Full,
+    /// Half the exponential delay plus up to half again: never retries almost at once.
+    Equal,
+    /// Grows from the previous delay (between `base` and three times it), capped.
+    Decorrelated,
+}
+
+/// The backoff schedule for retries without a server hint.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Backoff {
+    /// The delay before the first retry, before jitter. Default 500 ms: long enough for a
+    /// shed request to clear a queue, short enough not to be noticed once.
+    #[serde(with = "humantime_serde")]
+    pub base: Duration,
+    /// The largest delay, before jitter. Default 20 s: beyond that a caller is better
+    /// served by a give-up with advice than by a longer wait.
+    #[serde(with = "humantime_serde")]
+    pub cap: Duration,
+    /// How much the delay grows per retry. Default 2.
+    pub multiplier: f64,
+    /// How the delay is randomised. Default full jitter.
+    pub jitter: Jitter,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_millis(500),
+            cap: Duration::from_secs(20),
+            multiplier: 2.0,
+            jitter: Jitter::Full,
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before retry number `retry` (1 for the first retry), given the previous
+    /// delay (used by decorrelated jitter) and a random draw. Never above `cap`.
+    #[must_use]
+    pub fn delay(&self, retry: u32, previous: Duration, draw: Draw) -> Duration {
+        let cap = self.cap.as_secs_f64();
+        let base = self.base.as_secs_f64().min(cap);
+        let exponent = i32::try_from(retry.saturating_sub(1)).unwrap_or(i32::MAX);
+        let exponential = (base * self.multiplier.powi(exponent)).min(cap);
+        let exponential = if exponential.is_finite() {
+            exponential
+        } else {
+            cap
+        };
+        let r = draw.get();
+        let seconds = match self.jitter {
+            Jitter::None => exponential,
+            Jitter::Full => exponential * r,
+            Jitter::Equal => exponential / 2.0 + exponential / 2.0 * r,
+            Jitter::Decorrelated => {
+                let upper = (previous.as_secs_f64() * 3.0).max(base);
+                (base + (upper - base) * r).min(cap)
+            }
+        };
+        Duration::from_secs_f64(seconds.clamp(0.0, cap)).min(self.cap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backoff(jitter: Jitter) -> Backoff {
+        Backoff {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(10),
+            multiplier: 2.0,
+            jitter,
+        }
+    }
+
+    fn draw(value: f64) -> Draw {
+        Draw::new(value).unwrap()
+    }
+
+    #[test]
+    fn no_jitter_grows_exponentially_up_to_the_cap() {
+        let b = backoff(Jitter::None);
+        let delays: Vec<u64> = (1..=6)
+            .map(|n| b.delay(n, Duration::ZERO, Draw::HALF).as_secs())
+            .collect();
+        assert_eq!(delays, [1, 2, 4, 8, 10, 10]);
+        assert_eq!(
+            b.delay(u32::MAX, Duration::ZERO, Draw::HALF),
+            Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn full_jitter_spans_zero_to_the_exponential_delay() {
+        let b = backoff(Jitter::Full);
+        assert_eq!(b.delay(3, Duration::ZERO, Draw::MIN), Duration::ZERO);
+        assert_eq!(
+            b.delay(3, Duration::ZERO, draw(0.5)),
+            Duration::from_secs(2)
+        );
+        assert!(b.delay(3, Duration::ZERO, draw(0.999_999)) < Duration::from_secs(4));
+    }
+
+    #[test]
+    fn equal_jitter_keeps_half() {
+        let b = backoff(Jitter::Equal);
+        assert_eq!(
+            b.delay(3, Duration::ZERO, Draw::MIN),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            b.delay(3, Duration::ZERO, draw(0.5)),
+            Duration::from_secs(3)
+        );
+    }
+
+    #[test]
+    fn decorrelated_jitter_grows_from_the_previous_delay() {
+        let b = backoff(Jitter::Decorrelated);
+        assert_eq!(
+            b.delay(1, Duration::ZERO, Draw::MIN),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            b.delay(2, Duration::from_secs(2), draw(0.5)),
+            Duration::from_millis(3500)
+        );
+        assert_eq!(
+            b.delay(9, Duration::from_secs(9), draw(0.9)),
+            Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn odd_settings_stay_within_the_cap() {
+        let b = Backoff {
+            base: Duration::from_secs(50),
+            multiplier: 1e300,
+            ..backoff(Jitter::Equal)
+        };
+        assert_eq!(
+            b.delay(400, Duration::MAX, draw(0.7)),
+            Duration::from_millis(8500)
+        );
+        let b = Backoff {
+            jitter: Jitter::Decorrelated,
+            ..b
+        };
+        assert_eq!(
+            b.delay(400, Duration::MAX, draw(0.7)),
+            Duration::from_secs(10)
+        );
+    }
+}

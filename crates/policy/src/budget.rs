@@ -1,0 +1,105 @@
+//! The retry budget: a token bucket shared by every call of one client.
+//!
+//! In the spirit of AWS's standard retry mode and gRPC's retry throttling: a retry costs
+//! tokens (a timeout costs more, since it held a server slot the longest), a call that
+//! succeeds at once deposits a little, and a call that succeeds after retrying refunds what
+//! its last retry cost. During an outage the bucket drains and retries stop, so the client
+//! sends no more than it would without retries; when the service recovers, successes
+//! refill it.
+
+use serde::{Deserialize, Serialize};
+
+/// Settings of the retry budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BudgetConfig {
+    /// Tokens in a full bucket; a new client starts full. Default 500 (with the default
+    /// costs: 100 ordinary retries in a row before retries stop).
+    pub capacity: u32,
+    /// Tokens one retry costs. Default 5.
+    pub retry_cost: u32,
+    /// Tokens one retry after a timeout costs. Default 10.
+    pub timeout_cost: u32,
+    /// Tokens a call that succeeded without retrying deposits. Default 1.
+    pub success_deposit: u32,
+}
+
+impl Default for BudgetConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 500,
+            retry_cost: 5,
+            timeout_cost: 10,
+            success_deposit: 1,
+        }
+    }
+}
+
+/// The token bucket itself. Its balance never goes below zero nor above capacity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryBudget {
+    config: BudgetConfig,
+    tokens: u32,
+}
+
+impl RetryBudget {
+    /// A full bucket.
+    #[must_use]
+    pub fn new(config: BudgetConfig) -> Self {
+        Self {
+            config,
+            tokens: config.capacity,
+        }
+    }
+
+    /// Tokens left.
+    #[must_use]
+    pub fn tokens(&self) -> u32 {
+        self.tokens
+    }
+
+    /// The settings this budget was made with.
+    #[must_use]
+    pub fn config(&self) -> BudgetConfig {
+        self.config
+    }
+
+    /// Takes `cost` tokens if there are that many; `false` (and nothing taken) otherwise.
+    pub fn try_withdraw(&mut self, cost: u32) -> bool {
+        match self.tokens.checked_sub(cost) {
+            Some(left) => {
+                self.tokens = left;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Records a successful call: refunds `last_retry_cost` if the call retried, else
+    /// deposits the success deposit.
+    pub fn on_success(&mut self, last_retry_cost: Option<u32>) {
+        let amount = last_retry_cost.unwrap_or(self.config.success_deposit);
+        self.tokens = self.tokens.saturating_add(amount).min(self.config.capacity);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drains_and_refills() {
+        let mut budget = RetryBudget::new(BudgetConfig {
+            capacity: 12,
+            ..BudgetConfig::default()
+        });
+        assert!(budget.try_withdraw(5));
+        assert!(budget.try_withdraw(5));
+        assert!(!budget.try_withdraw(5), "only 2 left");
+        assert_eq!(budget.tokens(), 2);
+        budget.on_success(None);
+        assert_eq!(budget.tokens(), 3);
+        budget.on_success(Some(10));
+        assert_eq!(budget.tokens(), 12, "never above capacity");
+    }
+}

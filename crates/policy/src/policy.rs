@@ -1,0 +1,718 @@
+//! The policy: from one attempt's outcome to the next step.
+//!
+//! The adapter's loop, in full:
+//!
+//! ```text
+//! let mut call = policy.start_call(now, delivery, models.len());
+//! loop {
+//!     match policy.admit(&mut state, &mut call, key, now) {      // breaker, pacing
+//!         Admission::Send { wait } => sleep(wait),
+//!         Admission::FallBack { .. } => continue,                   // key changed
+//!         Admission::Reject(give_up) => return Err(give_up),
+//!     }
+//!     let outcome = send(models[call.model()], call.delivery());
+//!     match policy.decide(&mut state, &mut call, key, &outcome, clock, draw) {
+//!         Decision::Done => return Ok(..),
+//!         Decision::Retry { delay, .. } | Decision::Escalate { delay, .. } => sleep(delay),
+//!         Decision::GiveUp(give_up) => return Err(give_up),
+//!     }
+//! }
+//! ```
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use novita_catalog::{Class, Entry, Escalation, RateLimit, Retry};
+
+use crate::decision::{Action, Cause, Decision, GiveUp, Stop};
+use crate::{
+    Breaker, BreakerConfig, BreakerState, Delivery, Draw, ErrorBody, Headers, Outcome, Pacer,
+    PolicyConfig, RetryBudget, Transport, hints,
+};
+
+/// The two clocks a decision reads, passed in by the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Clock {
+    /// Monotonic time since an origin the caller picks (the same origin for every call of
+    /// one client).
+    pub now: Duration,
+    /// Wall-clock time, used only to read HTTP-date hints.
+    pub wall: SystemTime,
+}
+
+/// Whether the next attempt may go out, and when.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Admission {
+    /// Send after `wait` (zero unless the model is being paced).
+    Send {
+        /// How long to wait before sending.
+        wait: Duration,
+    },
+    /// The model's circuit breaker is open: the call moved to the model at this index;
+    /// ask again with that model's key.
+    FallBack {
+        /// Index into the caller's model list.
+        model: usize,
+    },
+    /// The breaker is open and no fallback is left, or the wait would cross the deadline.
+    Reject(Box<GiveUp>),
+}
+
+/// The history of one logical call across its attempts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    started: Duration,
+    delivery: Delivery,
+    switched_to_streaming: bool,
+    model: usize,
+    models: usize,
+    attempts: u32,
+    retries: u32,
+    on_model: FailureCounts,
+    previous_delay: Duration,
+    last_retry_cost: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct FailureCounts {
+    throttled: u32,
+    transient: u32,
+    server_fault: u32,
+    transport: u32,
+}
+
+impl Call {
+    /// Attempts decided so far.
+    #[must_use]
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Index of the model the next attempt goes to (0 is the primary).
+    #[must_use]
+    pub fn model(&self) -> usize {
+        self.model
+    }
+
+    /// How the next attempt should deliver its answer.
+    #[must_use]
+    pub fn delivery(&self) -> Delivery {
+        self.delivery
+    }
+
+    /// When the call started, on the caller's monotonic clock.
+    #[must_use]
+    pub fn started(&self) -> Duration {
+        self.started
+    }
+
+    fn has_fallback(&self) -> bool {
+        self.model + 1 < self.models
+    }
+}
+
+/// State that outlives one call and is shared by every call of a client: the retry budget
+/// and, per model key, a circuit breaker and a pacer.
+///
+/// It is a plain struct; adapters share it between threads or tasks behind a lock.
+#[derive(Clone, Debug)]
+pub struct ClientState {
+    budget: RetryBudget,
+    breaker_config: BreakerConfig,
+    models: HashMap<String, ModelState>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct ModelState {
+    breaker: Breaker,
+    pacer: Pacer,
+}
+
+impl ClientState {
+    /// Fresh state: a full budget, every breaker closed, no pacing.
+    #[must_use]
+    pub fn new(config: &PolicyConfig) -> Self {
+        Self {
+            budget: RetryBudget::new(config.budget),
+            breaker_config: config.breaker,
+            models: HashMap::new(),
+        }
+    }
+
+    /// The retry budget.
+    #[must_use]
+    pub fn budget(&self) -> &RetryBudget {
+        &self.budget
+    }
+
+    /// The breaker of model `key` at `now`.
+    #[must_use]
+    pub fn breaker(&self, key: &str, now: Duration) -> BreakerState {
+        self.models.get(key).map_or(BreakerState::Closed, |model| {
+            model.breaker.state(now, &self.breaker_config)
+        })
+    }
+
+    /// The pacing interval of model `key`; zero when its calls are not paced.
+    #[must_use]
+    pub fn pacing_interval(&self, key: &str) -> Duration {
+        self.models
+            .get(key)
+            .map_or(Duration::ZERO, |model| model.pacer.interval())
+    }
+
+    /// Every model key with state, for metrics.
+    pub fn model_keys(&self) -> impl Iterator<Item = &str> {
+        self.models.keys().map(String::as_str)
+    }
+
+    fn model_mut(&mut self, key: &str) -> &mut ModelState {
+        if !self.models.contains_key(key) {
+            self.models.insert(key.to_owned(), ModelState::default());
+        }
+        self.models.get_mut(key).expect("inserted above")
+    }
+}
+
+/// What the policy knows about a failed attempt while deciding.
+#[derive(Default)]
+struct Failure {
+    status: Option<u16>,
+    entry: Option<&'static Entry>,
+    reason: Option<String>,
+    message: Option<String>,
+    request_id: Option<String>,
+    rate_limit: Option<RateLimit>,
+    hint: Option<Duration>,
+    transport: Option<Transport>,
+}
+
+impl Failure {
+    fn cause(&self) -> Cause {
+        Cause {
+            status: self.status,
+            transport: self.transport,
+            rate_limit: self.rate_limit,
+            server_hint: self.hint,
+        }
+    }
+}
+
+/// The retry-or-not decisions for Novita calls. Immutable and cheap to share.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Policy {
+    config: PolicyConfig,
+}
+
+impl Policy {
+    /// A policy with these settings.
+    #[must_use]
+    pub fn new(config: PolicyConfig) -> Self {
+        Self { config }
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn config(&self) -> &PolicyConfig {
+        &self.config
+    }
+
+    /// Fresh client state for this policy's settings.
+    #[must_use]
+    pub fn client_state(&self) -> ClientState {
+        ClientState::new(&self.config)
+    }
+
+    /// Starts a call at `now` that may try `models` models (at least 1) in order.
+    #[must_use]
+    pub fn start_call(&self, now: Duration, delivery: Delivery, models: usize) -> Call {
+        Call {
+            started: now,
+            delivery,
+            switched_to_streaming: false,
+            model: 0,
+            models: models.max(1),
+            attempts: 0,
+            retries: 0,
+            on_model: FailureCounts::default(),
+            previous_delay: Duration::ZERO,
+            last_retry_cost: None,
+        }
+    }
+
+    /// Asks whether the next attempt of `call` may go to model `key` at `now`: the circuit
+    /// breaker may refuse (moving the call to a fallback model) and pacing may impose a wait,
+    /// which this reserves.
+    pub fn admit(
+        &self,
+        state: &mut ClientState,
+        call: &mut Call,
+        key: &str,
+        now: Duration,
+    ) -> Admission {
+        let Some(model) = state.models.get_mut(key) else {
+            return Admission::Send {
+                wait: Duration::ZERO,
+            };
+        };
+        if !model.breaker.try_pass(now, &self.config.breaker) {
+            if call.has_fallback() {
+                self.move_to_next_model(call);
+                return Admission::FallBack { model: call.model };
+            }
+            let failure = Failure::default();
+            return Admission::Reject(self.give_up(call, Stop::CircuitOpen, failure, now));
+        }
+        let wait = model.pacer.wait(now);
+        if self.crosses_deadline(call, now, wait) {
+            return Admission::Reject(self.give_up(
+                call,
+                Stop::PastDeadline,
+                Failure::default(),
+                now,
+            ));
+        }
+        Admission::Send {
+            wait: model.pacer.reserve(now),
+        }
+    }
+
+    /// Decides what follows the attempt that just ended with `outcome` on model `key`.
+    pub fn decide(
+        &self,
+        state: &mut ClientState,
+        call: &mut Call,
+        key: &str,
+        outcome: &Outcome<'_>,
+        clock: Clock,
+        draw: Draw,
+    ) -> Decision {
+        call.attempts = call.attempts.saturating_add(1);
+        match *outcome {
+            Outcome::Response { status, .. } if status < 400 => {
+                if let Some(model) = state.models.get_mut(key) {
+                    model.breaker.on_success();
+                    model.pacer.on_success(&self.config.pacing);
+                }
+                state.budget.on_success(call.last_retry_cost);
+                Decision::Done
+            }
+            Outcome::Response {
+                status,
+                headers,
+                body,
+            } => self.on_error_response(state, call, key, status, headers, body, clock, draw),
+            Outcome::Transport(transport) => {
+                self.on_transport(state, call, key, transport, clock, draw)
+            }
+        }
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "private; the pieces of one outcome"
+    )]
+    fn on_error_response(
+        &self,
+        state: &mut ClientState,
+        call: &mut Call,
+        key: &str,
+        status: u16,
+        headers: &dyn Headers,
+        body: &[u8],
+        clock: Clock,
+        draw: Draw,
+    ) -> Decision {
+        let body = ErrorBody::parse(body);
+        let entry = match body.reason.as_deref() {
+            Some(reason) => novita_catalog::lookup_reason(status, reason),
+            None => novita_catalog::lookup(status),
+        };
+        let request_id = body.request_id.or_else(|| {
+            ["x-request-id", "request-id", "x-novita-request-id"]
+                .iter()
+                .find_map(|name| {
+                    let value = std::str::from_utf8(headers.get(name)?).ok()?.trim();
+                    (!value.is_empty()).then(|| value.to_owned())
+                })
+        });
+        let mut failure = Failure {
+            status: Some(status),
+            entry,
+            reason: body.reason,
+            message: body.message,
+            request_id,
+            ..Failure::default()
+        };
+        let Some(entry) = entry else {
+            return Decision::GiveUp(self.give_up(call, Stop::NotAnHttpStatus, failure, clock.now));
+        };
+        if entry.class == Class::Throttled {
+            failure.rate_limit = entry
+                .rate_limit
+                .or_else(|| hints::exhausted_limit(headers))
+                .or_else(|| failure.message.as_deref().and_then(hints::limit_named_in));
+        }
+        if entry.is_retryable() {
+            failure.hint = hints::retry_after(headers, clock.wall);
+        }
+
+        match entry.retry {
+            Retry::Never => {
+                // The server answered, so the model is up, whatever the request's fault.
+                if let Some(model) = state.models.get_mut(key) {
+                    model.breaker.on_success();
+                }
+                if entry.suggests(Escalation::FallbackModel) && call.has_fallback() {
+                    return self.fall_back(state, call, failure, clock.now);
+                }
+                Decision::GiveUp(self.give_up(call, Stop::NotRetryable, failure, clock.now))
+            }
+            Retry::AfterServerHint => self.on_throttled(state, call, key, failure, clock.now, draw),
+            Retry::Limited => self.on_server_fault(state, call, key, failure, clock.now, draw),
+            // `Retry` is non-exhaustive; anything new is handled as the safe default.
+            _ => {
+                let timeout_like = status == 504;
+                self.on_overload(state, call, key, failure, timeout_like, clock.now, draw)
+            }
+        }
+    }
+
+    fn on_transport(
+        &self,
+        state: &mut ClientState,
+        call: &mut Call,
+        key: &str,
+        transport: Transport,
+        clock: Clock,
+        draw: Draw,
+    ) -> Decision {
+        let failure = Failure {
+            transport: Some(transport),
+            entry: transport
+                .is_timeout()
+                .then(|| novita_catalog::lookup(504))
+                .flatten(),
+            ..Failure::default()
+        };
+        if transport == Transport::Tls {
+            return Decision::GiveUp(self.give_up(call, Stop::NotRetryable, failure, clock.now));
+        }
+        self.on_overload(
+            state,
+            call,
+            key,
+            failure,
+            transport.is_timeout(),
+            clock.now,
+            draw,
+        )
+    }
+
+    fn on_throttled(
+        &self,
+        state: &mut ClientState,
+        call: &mut Call,
+        key: &str,
+        failure: Failure,
+        now: Duration,
+        draw: Draw,
+    ) -> Decision {
+        let block_for = failure
+            .hint
+            .filter(|hint| *hint <= self.config.hint_ceiling);
+        let pacer = &mut state.model_mut(key).pacer;
+        let slowed = pacer.on_throttle(now, block_for, &self.config.pacing);
+        let interval = pacer.interval();
+        call.on_model.throttled += 1;
+        if call.on_model.throttled >= self.config.attempts.throttled {
+            return Decision::GiveUp(self.give_up(call, Stop::AttemptsExhausted, failure, now));
+        }
+        if let Some(stop) = self.hint_refusal(call, now, failure.hint) {
+            return Decision::GiveUp(self.give_up(call, stop, failure, now));
+        }
+        // Exactly what the server asked for: never sooner, and no later than needed.
+        let delay = failure.hint.unwrap_or_else(|| self.backoff(call, draw));
+        let action = slowed.then_some(Action::ReduceRate { interval });
+        self.retry(
+            state,
+            call,
+            failure,
+            self.config.budget.retry_cost,
+            delay,
+            action,
+            now,
+        )
+    }
+
+    fn on_server_fault(
+        &self,
+        state: &mut ClientState,
+        call: &mut Call,
+        key: &str,
+        failure: Failure,
+        now: Duration,
+        draw: Draw,
+    ) -> Decision {
+        let opened = state
+            .model_mut(key)
+            .breaker
+            .on_failure(now, &self.config.breaker);
+        call.on_model.server_fault += 1;
+        if opened || call.on_model.server_fault >= self.config.attempts.server_fault {
+            if call.has_fallback() {
+                return self.fall_back(state, call, failure, now);
+            }
+            let stop = if opened {
+                Stop::CircuitOpen
+            } else {
+                Stop::AttemptsExhausted
+            };
+            return Decision::GiveUp(self.give_up(call, stop, failure, now));
+        }
+        if let Some(stop) = self.hint_refusal(call, now, failure.hint) {
+            return Decision::GiveUp(self.give_up(call, stop, failure, now));
+        }
+        let delay = self
+            .backoff(call, draw)
+            .max(failure.hint.unwrap_or_default());
+        self.retry(
+            state,
+            call,
+            failure,
+            self.config.budget.retry_cost,
+            delay,
+            None,
+            now,
+        )
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "private; the pieces of one failure"
+    )]
+    fn on_overload(
+        &self,
+        state: &mut ClientState,
+        call: &mut Call,
+        key: &str,
+        failure: Failure,
+        timeout_like: bool,
+        now: Duration,
+        draw: Draw,
+    ) -> Decision {
+        let opened = state
+            .model_mut(key)
+            .breaker
+            .on_failure(now, &self.config.breaker);
+        let (count, limit) = if failure.transport.is_some() {
+            call.on_model.transport += 1;
+            (call.on_model.transport, self.config.attempts.transport)
+        } else {
+            call.on_model.transient += 1;
+            (call.on_model.transient, self.config.attempts.transient)
+        };
+        let cost = if timeout_like {
+            self.config.budget.timeout_cost
+        } else {
+            self.config.budget.retry_cost
+        };
+        let hint = failure.hint.unwrap_or_default();
+
+        if timeout_like
+            && call.delivery == Delivery::Buffered
+            && !call.switched_to_streaming
+            && self.config.switch_to_streaming_on_timeout
+            && !opened
+        {
+            call.switched_to_streaming = true;
+            call.delivery = Delivery::Streamed;
+            if let Some(stop) = self.hint_refusal(call, now, failure.hint) {
+                return Decision::GiveUp(self.give_up(call, stop, failure, now));
+            }
+            let delay = self.backoff(call, draw).max(hint);
+            return self.retry(
+                state,
+                call,
+                failure,
+                cost,
+                delay,
+                Some(Action::SwitchToStreaming),
+                now,
+            );
+        }
+        if opened {
+            if call.has_fallback() {
+                return self.fall_back(state, call, failure, now);
+            }
+            return Decision::GiveUp(self.give_up(call, Stop::CircuitOpen, failure, now));
+        }
+        if count >= limit {
+            // This model has had its chances; another one may be healthy.
+            if call.has_fallback() {
+                return self.fall_back(state, call, failure, now);
+            }
+            return Decision::GiveUp(self.give_up(call, Stop::AttemptsExhausted, failure, now));
+        }
+        if let Some(stop) = self.hint_refusal(call, now, failure.hint) {
+            return Decision::GiveUp(self.give_up(call, stop, failure, now));
+        }
+        // Jittered backoff, but never sooner than the server asked.
+        let delay = self.backoff(call, draw).max(hint);
+        self.retry(state, call, failure, cost, delay, None, now)
+    }
+
+    fn fall_back(
+        &self,
+        state: &mut ClientState,
+        call: &mut Call,
+        failure: Failure,
+        now: Duration,
+    ) -> Decision {
+        self.move_to_next_model(call);
+        let action = Action::FallBack { model: call.model };
+        self.retry(
+            state,
+            call,
+            failure,
+            self.config.budget.retry_cost,
+            Duration::ZERO,
+            Some(action),
+            now,
+        )
+    }
+
+    fn move_to_next_model(&self, call: &mut Call) {
+        debug_assert!(call.has_fallback());
+        call.model += 1;
+        call.on_model = FailureCounts::default();
+    }
+
+    /// The common gate of every retry: overall attempts, deadline, then the budget (last,
+    /// so that no tokens are spent on a retry that is refused anyway).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "private; the pieces of one retry"
+    )]
+    fn retry(
+        &self,
+        state: &mut ClientState,
+        call: &mut Call,
+        failure: Failure,
+        cost: u32,
+        delay: Duration,
+        action: Option<Action>,
+        now: Duration,
+    ) -> Decision {
+        if call.attempts >= self.config.max_attempts {
+            return Decision::GiveUp(self.give_up(call, Stop::AttemptsExhausted, failure, now));
+        }
+        if self.crosses_deadline(call, now, delay) {
+            return Decision::GiveUp(self.give_up(call, Stop::PastDeadline, failure, now));
+        }
+        if !state.budget.try_withdraw(cost) {
+            return Decision::GiveUp(self.give_up(call, Stop::BudgetExhausted, failure, now));
+        }
+        call.retries += 1;
+        call.previous_delay = delay;
+        call.last_retry_cost = Some(cost);
+        let cause = failure.cause();
+        match action {
+            Some(action) => Decision::Escalate {
+                action,
+                delay,
+                cause,
+            },
+            None => Decision::Retry { delay, cause },
+        }
+    }
+
+    /// Refuses a server hint that is above the ceiling or would cross the deadline.
+    fn hint_refusal(&self, call: &Call, now: Duration, hint: Option<Duration>) -> Option<Stop> {
+        let hint = hint?;
+        if hint > self.config.hint_ceiling {
+            Some(Stop::HintAboveCeiling)
+        } else if self.crosses_deadline(call, now, hint) {
+            Some(Stop::PastDeadline)
+        } else {
+            None
+        }
+    }
+
+    fn crosses_deadline(&self, call: &Call, now: Duration, wait: Duration) -> bool {
+        self.config.deadline.is_some_and(|deadline| {
+            now.saturating_sub(call.started).saturating_add(wait) > deadline
+        })
+    }
+
+    fn backoff(&self, call: &Call, draw: Draw) -> Duration {
+        self.config
+            .backoff
+            .delay(call.retries + 1, call.previous_delay, draw)
+    }
+
+    fn give_up(&self, call: &Call, stop: Stop, failure: Failure, now: Duration) -> Box<GiveUp> {
+        let advice = advice(stop, &failure, call);
+        Box::new(GiveUp {
+            stop,
+            status: failure.status,
+            entry: failure.entry,
+            reason: failure.reason,
+            message: failure.message,
+            request_id: failure.request_id,
+            rate_limit: failure.rate_limit,
+            server_hint: failure.hint,
+            transport: failure.transport,
+            attempts: call.attempts,
+            elapsed: now.saturating_sub(call.started),
+            model: call.model,
+            advice,
+        })
+    }
+}
+
+/// The advice for a give-up: the catalog's escalations for the error, refined by what the
+/// policy learned on the way (the limit that was hit, a transport failure, an outage).
+fn advice(stop: Stop, failure: &Failure, call: &Call) -> Vec<Escalation> {
+    let mut advice: Vec<Escalation> = Vec::new();
+    let mut add = |escalation: Escalation| push_unique(&mut advice, escalation);
+    if failure.rate_limit == Some(RateLimit::TokensPerMinute) {
+        add(Escalation::ReduceTokens);
+    }
+    match failure.transport {
+        Some(Transport::Connect | Transport::Tls) => add(Escalation::CheckBaseUrl),
+        Some(transport) if transport.is_timeout() => {
+            if call.delivery == Delivery::Buffered {
+                add(Escalation::SwitchToStreaming);
+            }
+            add(Escalation::RaiseClientTimeout);
+        }
+        _ => {}
+    }
+    if let Some(entry) = failure.entry {
+        for &escalation in entry.escalations {
+            // Streaming was already tried if the call streamed; do not advise it again.
+            if escalation == Escalation::SwitchToStreaming && call.delivery == Delivery::Streamed {
+                continue;
+            }
+            add(escalation);
+        }
+    }
+    if matches!(stop, Stop::BudgetExhausted | Stop::CircuitOpen) {
+        add(Escalation::FallbackModel);
+        add(Escalation::RetryOffPeak);
+    }
+    if failure.request_id.is_some() && failure.entry.is_some_and(|entry| entry.status.covers(500)) {
+        add(Escalation::ContactSupport);
+    }
+    if advice.is_empty() {
+        advice.extend([Escalation::ReadMessage, Escalation::ContactSupport]);
+    }
+    advice
+}
+
+fn push_unique(advice: &mut Vec<Escalation>, escalation: Escalation) {
+    if !advice.contains(&escalation) {
+        advice.push(escalation);
+    }
+}

@@ -1,0 +1,277 @@
+//! Invariants that must hold for any sequence of outcomes, any jitter and any seed.
+
+use std::time::{Duration, SystemTime};
+
+use novita_policy::{
+    Admission, Clock, Decision, Delivery, Jitter, Outcome, Policy, PolicyConfig, SplitMix64,
+    Transport,
+};
+use proptest::prelude::*;
+
+/// One scripted answer: a status with optional hint headers, or a transport failure.
+#[derive(Clone, Debug)]
+enum Answer {
+    Status {
+        status: u16,
+        retry_after: Option<String>,
+        retry_after_ms: Option<String>,
+        reason: Option<&'static str>,
+    },
+    Transport(Transport),
+}
+
+fn answer() -> impl Strategy<Value = Answer> {
+    let status = prop_oneof![
+        Just(200_u16),
+        Just(400),
+        Just(401),
+        Just(403),
+        Just(404),
+        Just(418),
+        Just(429),
+        Just(500),
+        Just(502),
+        Just(503),
+        Just(504),
+        400_u16..600,
+        600_u16..1000,
+    ];
+    let retry_after = proptest::option::of(prop_oneof![
+        (0_u64..200).prop_map(|secs| secs.to_string()),
+        Just("-5".to_owned()),
+        Just(String::new()),
+        Just("garbage".to_owned()),
+        Just("99999999999999999999999".to_owned()),
+        (0_u64..200).prop_map(|secs| httpdate::fmt_http_date(wall() + Duration::from_secs(secs))),
+    ]);
+    let retry_after_ms = proptest::option::of((0_u64..120_000).prop_map(|ms| ms.to_string()));
+    let reason = proptest::option::of(prop_oneof![
+        Just("RATE_LIMIT_EXCEEDED"),
+        Just("TOKEN_LIMIT_EXCEEDED"),
+        Just("MODEL_NOT_AVAILABLE"),
+        Just("NOT_ENOUGH_BALANCE"),
+        Just("whatever"),
+    ]);
+    let transport = prop_oneof![
+        Just(Transport::Connect),
+        Just(Transport::Reset),
+        Just(Transport::TimeoutBeforeHeaders),
+        Just(Transport::TimeoutAfterHeaders),
+        Just(Transport::Tls),
+        Just(Transport::BodyRead),
+    ];
+    prop_oneof![
+        4 => (status, retry_after, retry_after_ms, reason).prop_map(|(status, retry_after, retry_after_ms, reason)| {
+            Answer::Status { status, retry_after, retry_after_ms, reason }
+        }),
+        1 => transport.prop_map(Answer::Transport),
+    ]
+}
+
+fn jitter() -> impl Strategy<Value = Jitter> {
+    prop_oneof![
+        Just(Jitter::None),
+        Just(Jitter::Full),
+        Just(Jitter::Equal),
+        Just(Jitter::Decorrelated)
+    ]
+}
+
+fn wall() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_651_200)
+}
+
+/// What one run observed, decision by decision.
+#[derive(Debug, PartialEq)]
+struct Step {
+    status: Option<u16>,
+    hint: Option<Duration>,
+    decision: Decision,
+    elapsed_after: Duration,
+    tokens: u32,
+}
+
+/// Plays `answers` (cycled) through one call on `models` models until the policy stops.
+fn run(
+    config: &PolicyConfig,
+    answers: &[Answer],
+    seed: u64,
+    models: usize,
+    delivery: Delivery,
+) -> Vec<Step> {
+    let policy = Policy::new(config.clone());
+    let mut state = policy.client_state();
+    let mut rng = SplitMix64::new(seed);
+    let start = Duration::from_secs(1000);
+    let mut now = start;
+    let mut call = policy.start_call(now, delivery, models);
+    let mut steps = Vec::new();
+    for answer in answers.iter().cycle().take(64) {
+        let key = ["m0", "m1", "m2"][call.model()];
+        match policy.admit(&mut state, &mut call, key, now) {
+            Admission::Send { wait } => now += wait,
+            Admission::FallBack { .. } => continue,
+            Admission::Reject(_) => break,
+        }
+        let clock = Clock {
+            now,
+            wall: wall() + (now - start),
+        };
+        let (decision, status, hint) = match answer {
+            Answer::Status {
+                status,
+                retry_after,
+                retry_after_ms,
+                reason,
+            } => {
+                let mut headers: Vec<(&str, &str)> = Vec::new();
+                if let Some(value) = retry_after {
+                    headers.push(("retry-after", value));
+                }
+                if let Some(value) = retry_after_ms {
+                    headers.push(("retry-after-ms", value));
+                }
+                let body = reason
+                    .map(|reason| format!(r#"{{"code":{status},"reason":"{reason}"}}"#))
+                    .unwrap_or_default();
+                let hint = novita_policy::hints::retry_after(&headers, clock.wall);
+                let outcome = Outcome::Response {
+                    status: *status,
+                    headers: &headers,
+                    body: body.as_bytes(),
+                };
+                (
+                    policy.decide(&mut state, &mut call, key, &outcome, clock, rng.draw()),
+                    Some(*status),
+                    hint,
+                )
+            }
+            Answer::Transport(transport) => {
+                let outcome = Outcome::Transport(*transport);
+                (
+                    policy.decide(&mut state, &mut call, key, &outcome, clock, rng.draw()),
+                    None,
+                    None,
+                )
+            }
+        };
+        if let Some(delay) = decision.delay() {
+            now += delay;
+        }
+        let stop = matches!(decision, Decision::Done | Decision::GiveUp(_));
+        steps.push(Step {
+            status,
+            hint,
+            decision,
+            elapsed_after: now - start,
+            tokens: state.budget().tokens(),
+        });
+        if stop {
+            break;
+        }
+    }
+    steps
+}
+
+fn config(jitter: Jitter, deadline_secs: u64) -> PolicyConfig {
+    let mut config = PolicyConfig::default();
+    config.backoff.jitter = jitter;
+    config.deadline = Some(Duration::from_secs(deadline_secs));
+    config
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn delays_stay_under_the_cap_unless_the_server_asked_for_more(
+        answers in proptest::collection::vec(answer(), 1..12),
+        seed: u64, jitter in jitter(), models in 1_usize..=3,
+    ) {
+        let config = config(jitter, 300);
+        for step in run(&config, &answers, seed, models, Delivery::Buffered) {
+            if let Some(delay) = step.decision.delay() {
+                match step.hint {
+                    Some(hint) => prop_assert!(
+                        delay <= config.backoff.cap.max(hint) && delay <= config.backoff.cap.max(config.hint_ceiling),
+                        "{step:?}"
+                    ),
+                    None => prop_assert!(delay <= config.backoff.cap, "{step:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn never_earlier_than_a_hint(
+        answers in proptest::collection::vec(answer(), 1..12),
+        seed: u64, jitter in jitter(),
+    ) {
+        for step in run(&config(jitter, 300), &answers, seed, 1, Delivery::Buffered) {
+            if let (Some(hint), Some(delay), Some(status)) = (step.hint, step.decision.delay(), step.status) {
+                // A fallback to another model is not a retry of the throttled one.
+                let fallback = matches!(step.decision, Decision::Escalate { action: novita_policy::Action::FallBack { .. }, .. });
+                if novita_policy::catalog::lookup(status).is_some_and(novita_policy::catalog::Entry::is_retryable) && !fallback {
+                    prop_assert!(delay >= hint, "{step:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn never_retries_a_never_class(
+        answers in proptest::collection::vec(answer(), 1..12),
+        seed: u64,
+    ) {
+        for step in run(&config(Jitter::Full, 300), &answers, seed, 1, Delivery::Buffered) {
+            if let Some(status) = step.status
+                && (400..600).contains(&status)
+                && novita_policy::catalog::lookup(status).is_some_and(|entry| !entry.is_retryable())
+            {
+                prop_assert!(matches!(step.decision, Decision::GiveUp(_)), "{step:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn never_past_the_deadline(
+        answers in proptest::collection::vec(answer(), 1..12),
+        seed: u64, jitter in jitter(), deadline in 1_u64..120, models in 1_usize..=3,
+    ) {
+        for step in run(&config(jitter, deadline), &answers, seed, models, Delivery::Buffered) {
+            if step.decision.delay().is_some() {
+                prop_assert!(step.elapsed_after <= Duration::from_secs(deadline), "{step:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_budget_stays_within_its_bounds_and_pays_for_every_retry(
+        answers in proptest::collection::vec(answer(), 1..12),
+        seed: u64, capacity in 0_u32..40,
+    ) {
+        let mut config = config(Jitter::Full, 300);
+        config.budget.capacity = capacity;
+        config.budget.retry_cost = config.budget.retry_cost.min(capacity);
+        config.budget.timeout_cost = config.budget.timeout_cost.min(capacity);
+        let steps = run(&config, &answers, seed, 2, Delivery::Buffered);
+        let retries = steps.iter().filter(|step| step.decision.delay().is_some()).count();
+        for step in &steps {
+            prop_assert!(step.tokens <= capacity, "{step:?}");
+        }
+        if config.budget.retry_cost > 0 {
+            prop_assert!(retries as u32 <= capacity / config.budget.retry_cost.min(config.budget.timeout_cost).max(1), "{retries} retries");
+        }
+    }
+
+    #[test]
+    fn same_seed_same_decisions(
+        answers in proptest::collection::vec(answer(), 1..12),
+        seed: u64, jitter in jitter(), models in 1_usize..=3,
+    ) {
+        let config = config(jitter, 300);
+        let first = run(&config, &answers, seed, models, Delivery::Buffered);
+        let second = run(&config, &answers, seed, models, Delivery::Buffered);
+        prop_assert_eq!(first, second);
+    }
+}
