@@ -327,7 +327,7 @@ fn render_reason_index(w: &mut String, spec: &Spec) {
                 let parent = parent.expect("a reason entry always follows its status entry");
                 match arms.last_mut() {
                     Some((last, reasons)) if *last == parent => {
-                        reasons.push((reason.clone(), index))
+                        reasons.push((reason.clone(), index));
                     }
                     _ => arms.push((parent, vec![(reason.clone(), index)])),
                 }
