@@ -11,6 +11,11 @@
 //! ([`ClientState`]: retry budget, per-model circuit breakers and pacing). What it answers:
 //! a [`Decision`].
 //!
+//! Two modules serve the adapters, still without I/O: [`wire`] (the OpenAI-compatible
+//! request and response types, the server-sent-events decoder and the stream assembler)
+//! and [`adapter`] (the redacted API key, settings resolution, the call error and report),
+//! so `novita-ureq` and `novita-reqwest` share them instead of writing them twice.
+//!
 //! ```
 //! use std::time::{Duration, SystemTime};
 //! use novita_policy::{Clock, Decision, Delivery, Draw, Outcome, Policy};
@@ -29,6 +34,7 @@
 //! assert!(matches!(decision, Decision::Retry { delay, .. } if delay == Duration::from_secs(2)));
 //! ```
 
+pub mod adapter;
 mod backoff;
 mod body;
 mod breaker;
@@ -40,6 +46,7 @@ mod outcome;
 mod pacing;
 mod policy;
 mod random;
+pub mod wire;
 
 pub use backoff::{Backoff, Jitter};
 pub use body::{ErrorBody, MAX_MESSAGE_CHARS, Shape};
