@@ -146,7 +146,6 @@ fn normalize_base_url(url: &str) -> Result<String, CallError> {
 /// How a call went: which model answered, how many attempts and how long it took, and what
 /// the policy changed on the way.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct Report {
     /// The model that produced the answer.
     pub model: String,

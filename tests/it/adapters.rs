@@ -1,0 +1,147 @@
+//! One interface over both adapters, so every scenario runs against each.
+
+use std::time::Duration;
+
+use novita_mock::MockServer;
+use novita_policy::PolicyConfig;
+use novita_policy::adapter::{Answer, CallError};
+use novita_policy::wire::{ChatChunk, ChatCompletion, ChatRequest};
+
+/// How to build a client: the same settings for either adapter.
+#[derive(Clone, Debug)]
+pub(crate) struct Setup {
+    pub(crate) base_url: String,
+    pub(crate) api_key: String,
+    pub(crate) fallback_models: Vec<String>,
+    pub(crate) policy: PolicyConfig,
+    pub(crate) request_timeout: Option<Duration>,
+}
+
+impl Setup {
+    pub(crate) fn new(server: &MockServer) -> Self {
+        Self {
+            base_url: server.base_url(),
+            api_key: server.api_key().to_owned(),
+            fallback_models: Vec::new(),
+            policy: crate::fast_policy(),
+            request_timeout: None,
+        }
+    }
+}
+
+/// What a test needs from a client.
+pub(crate) trait Adapter {
+    /// `blocking` or `async`, for assertion messages.
+    fn name(&self) -> &'static str;
+    fn chat(&self, request: &ChatRequest) -> Result<Answer<ChatCompletion>, CallError>;
+    /// Starts a stream and reads it to the end: the chunks, then the error that ended it.
+    fn stream(
+        &self,
+        request: &ChatRequest,
+    ) -> Result<(Vec<ChatChunk>, Option<CallError>), CallError>;
+    fn models(&self) -> Result<Vec<String>, CallError>;
+    /// Runs `calls` chats at once (threads or tasks) and returns their results.
+    fn concurrent_chats(
+        &self,
+        request: &ChatRequest,
+        calls: usize,
+    ) -> Vec<Result<Answer<ChatCompletion>, CallError>>;
+    fn retry_budget(&self) -> u32;
+    fn debug(&self) -> String;
+}
+
+/// Which adapter to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Blocking,
+}
+
+/// Every adapter, in the order scenarios run them.
+pub(crate) const KINDS: [Kind; 1] = [Kind::Blocking];
+
+/// One adapter built from `setup`.
+pub(crate) fn adapter(kind: Kind, setup: &Setup) -> Box<dyn Adapter> {
+    match kind {
+        Kind::Blocking => Box::new(Blocking::new(setup)),
+    }
+}
+
+struct Blocking(novita_ureq::Client);
+
+impl Blocking {
+    fn new(setup: &Setup) -> Self {
+        let mut timeouts = novita_ureq::Timeouts::default();
+        if let Some(request) = setup.request_timeout {
+            timeouts.request = request;
+        }
+        let client = novita_ureq::Client::builder()
+            .api_key(&setup.api_key)
+            .base_url(&setup.base_url)
+            .fallback_models(setup.fallback_models.clone())
+            .policy(setup.policy.clone())
+            .timeouts(timeouts)
+            .seed(1)
+            .build()
+            .expect("the blocking client builds");
+        Self(client)
+    }
+}
+
+impl Adapter for Blocking {
+    fn name(&self) -> &'static str {
+        "blocking"
+    }
+
+    fn chat(&self, request: &ChatRequest) -> Result<Answer<ChatCompletion>, CallError> {
+        self.0.chat(request)
+    }
+
+    fn stream(
+        &self,
+        request: &ChatRequest,
+    ) -> Result<(Vec<ChatChunk>, Option<CallError>), CallError> {
+        let stream = self.0.chat_stream(request)?.value;
+        let mut chunks = Vec::new();
+        for item in stream {
+            match item {
+                Ok(chunk) => chunks.push(chunk),
+                Err(error) => return Ok((chunks, Some(error))),
+            }
+        }
+        Ok((chunks, None))
+    }
+
+    fn models(&self) -> Result<Vec<String>, CallError> {
+        Ok(self
+            .0
+            .models()?
+            .value
+            .into_iter()
+            .map(|model| model.id)
+            .collect())
+    }
+
+    fn concurrent_chats(
+        &self,
+        request: &ChatRequest,
+        calls: usize,
+    ) -> Vec<Result<Answer<ChatCompletion>, CallError>> {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..calls)
+                .map(|_| scope.spawn(|| self.0.chat(request)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| handle.join().expect("no panics"))
+                .collect()
+        })
+    }
+
+    fn retry_budget(&self) -> u32 {
+        self.0.retry_budget()
+    }
+
+    fn debug(&self) -> String {
+        format!("{:?}", self.0)
+    }
+}

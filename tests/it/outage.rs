@@ -1,0 +1,97 @@
+//! A full outage never multiplies load: the retry budget and the breaker bound what the
+//! client sends, one caller or many at once.
+
+use novita_mock::{Fault, Route};
+use novita_policy::wire::ChatRequest;
+
+use crate::{MODEL, for_each_adapter};
+
+#[test]
+fn a_full_outage_is_bounded_by_the_budget() {
+    for_each_adapter(
+        |server, setup| {
+            server.always(Route::ChatCompletions, None, Fault::status(503));
+            setup.policy.budget.capacity = 20;
+            // Breakers that never open, so the budget alone has to hold the line.
+            setup.policy.breaker.failure_threshold = u32::MAX;
+        },
+        |client, server| {
+            let calls = 10;
+            for _ in 0..calls {
+                assert!(client.chat(&ChatRequest::new(MODEL, "hi")).is_err());
+            }
+            let sent = server.requests().len();
+            let most = calls + 20 / 5;
+            assert!(
+                sent <= most,
+                "{}: {sent} requests for {calls} calls, budget allows {most}",
+                client.name()
+            );
+            assert!(
+                client.retry_budget() < 5,
+                "{}: the budget is spent",
+                client.name()
+            );
+        },
+    );
+}
+
+#[test]
+fn thirty_two_concurrent_calls_stay_within_the_budget() {
+    for_each_adapter(
+        |server, setup| {
+            server.always(Route::ChatCompletions, None, Fault::status(503));
+            setup.policy.budget.capacity = 40;
+        },
+        |client, server| {
+            let results = client.concurrent_chats(&ChatRequest::new(MODEL, "hi"), 32);
+            assert!(results.iter().all(Result::is_err), "{}", client.name());
+            let sent = server.requests().len();
+            let most = 32 + 40 / 5;
+            assert!(
+                sent <= most,
+                "{}: {sent} requests, budget allows {most}",
+                client.name()
+            );
+            let stops: Vec<_> = results
+                .iter()
+                .filter_map(|result| result.as_ref().err()?.give_up().map(|g| g.stop))
+                .collect();
+            assert!(
+                stops.iter().any(|stop| matches!(
+                    stop,
+                    novita_policy::Stop::BudgetExhausted | novita_policy::Stop::CircuitOpen
+                )),
+                "{}: {stops:?}",
+                client.name()
+            );
+        },
+    );
+}
+
+#[test]
+fn the_breaker_fails_fast_once_open() {
+    for_each_adapter(
+        |server, setup| {
+            server.always(Route::ChatCompletions, None, Fault::status(503));
+            setup.policy.breaker.failure_threshold = 3;
+        },
+        |client, server| {
+            assert!(client.chat(&ChatRequest::new(MODEL, "hi")).is_err());
+            let after_first = server.requests().len();
+            let error = client.chat(&ChatRequest::new(MODEL, "hi")).unwrap_err();
+            assert_eq!(
+                error.give_up().unwrap().stop,
+                novita_policy::Stop::CircuitOpen,
+                "{}",
+                client.name()
+            );
+            assert_eq!(
+                server.requests().len(),
+                after_first,
+                "{}: no request while open",
+                client.name()
+            );
+        },
+    );
+}
