@@ -298,7 +298,20 @@ impl CallError {
                 }
                 text
             }
-            other => other.to_string(),
+            other => {
+                // The causes carry the specifics (which key, which line): keep them all.
+                let mut text = other.to_string();
+                let mut source = std::error::Error::source(other);
+                while let Some(cause) = source {
+                    let line = cause.to_string();
+                    if !text.contains(&line) {
+                        text.push_str(": ");
+                        text.push_str(line.trim());
+                    }
+                    source = cause.source();
+                }
+                text
+            }
         }
     }
 }
@@ -431,6 +444,14 @@ mod tests {
             report.to_string(),
             "b answered after 3 attempts in 2 s (1.5 s waiting), falling back from a, switched to streaming"
         );
+    }
+
+    #[test]
+    fn advice_keeps_the_whole_cause_chain() {
+        let error = CallError::from(crate::PolicyConfig::from_toml("max_atempts = 3").unwrap_err());
+        let advice = error.advice();
+        assert!(advice.starts_with("invalid policy config: "), "{advice}");
+        assert!(advice.contains("max_atempts"), "{advice}");
     }
 
     #[test]
