@@ -54,15 +54,17 @@ pub(crate) trait Adapter {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     Blocking,
+    Async,
 }
 
 /// Every adapter, in the order scenarios run them.
-pub(crate) const KINDS: [Kind; 1] = [Kind::Blocking];
+pub(crate) const KINDS: [Kind; 2] = [Kind::Blocking, Kind::Async];
 
 /// One adapter built from `setup`.
 pub(crate) fn adapter(kind: Kind, setup: &Setup) -> Box<dyn Adapter> {
     match kind {
         Kind::Blocking => Box::new(Blocking::new(setup)),
+        Kind::Async => Box::new(Async::new(setup)),
     }
 }
 
@@ -143,5 +145,97 @@ impl Adapter for Blocking {
 
     fn debug(&self) -> String {
         format!("{:?}", self.0)
+    }
+}
+
+struct Async {
+    client: novita_reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Async {
+    fn new(setup: &Setup) -> Self {
+        let mut timeouts = novita_reqwest::Timeouts::default();
+        if let Some(request) = setup.request_timeout {
+            timeouts.request = request;
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let client = runtime.block_on(async {
+            novita_reqwest::Client::builder()
+                .api_key(&setup.api_key)
+                .base_url(&setup.base_url)
+                .fallback_models(setup.fallback_models.clone())
+                .policy(setup.policy.clone())
+                .timeouts(timeouts)
+                .seed(1)
+                .build()
+                .expect("the async client builds")
+        });
+        Self { client, runtime }
+    }
+}
+
+impl Adapter for Async {
+    fn name(&self) -> &'static str {
+        "async"
+    }
+
+    fn chat(&self, request: &ChatRequest) -> Result<Answer<ChatCompletion>, CallError> {
+        self.runtime.block_on(self.client.chat(request))
+    }
+
+    fn stream(
+        &self,
+        request: &ChatRequest,
+    ) -> Result<(Vec<ChatChunk>, Option<CallError>), CallError> {
+        self.runtime.block_on(async {
+            let mut stream = self.client.chat_stream(request).await?.value;
+            let mut chunks = Vec::new();
+            while let Some(item) = stream.next_chunk().await {
+                match item {
+                    Ok(chunk) => chunks.push(chunk),
+                    Err(error) => return Ok((chunks, Some(error))),
+                }
+            }
+            Ok((chunks, None))
+        })
+    }
+
+    fn models(&self) -> Result<Vec<String>, CallError> {
+        let models = self.runtime.block_on(self.client.models())?;
+        Ok(models.value.into_iter().map(|model| model.id).collect())
+    }
+
+    fn concurrent_chats(
+        &self,
+        request: &ChatRequest,
+        calls: usize,
+    ) -> Vec<Result<Answer<ChatCompletion>, CallError>> {
+        self.runtime.block_on(async {
+            let tasks: Vec<_> = (0..calls)
+                .map(|_| {
+                    let client = self.client.clone();
+                    let request = request.clone();
+                    tokio::spawn(async move { client.chat(&request).await })
+                })
+                .collect();
+            let mut results = Vec::with_capacity(calls);
+            for task in tasks {
+                results.push(task.await.expect("no panics"));
+            }
+            results
+        })
+    }
+
+    fn retry_budget(&self) -> u32 {
+        self.client.retry_budget()
+    }
+
+    fn debug(&self) -> String {
+        format!("{:?}", self.client)
     }
 }

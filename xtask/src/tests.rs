@@ -325,7 +325,7 @@ fn rate_limits_only_on_throttled_entries() {
                 "reason = \"MODEL_NOT_AVAILABLE\"\nname = \"model_not_available\"\nrate_limit = \"tpm\"",
             )
         },
-        "rate_limit = \"tpm\"\nsummary = \"The model is down",
+        "rate_limit = \"tpm\"\nretry = \"never\"",
         "entry 500 (internal_server_error) reason \"MODEL_NOT_AVAILABLE\": rate_limit only applies \
          to throttled entries, not server_fault",
     );

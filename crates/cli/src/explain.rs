@@ -32,7 +32,7 @@ pub(crate) struct Report {
 pub(crate) enum Error {
     NotANumber(String),
     OutOfRange(String),
-    NotAnError(u16),
+    NotAnErrorStatus(u16),
 }
 
 impl Error {
@@ -54,7 +54,7 @@ impl fmt::Display for Error {
                 f,
                 "{input} is not an HTTP status code; statuses run from 100 to 599, errors from 400"
             ),
-            Error::NotAnError(status) => write!(
+            Error::NotAnErrorStatus(status) => write!(
                 f,
                 "{status} is not an error status; only 4xx and 5xx statuses have entries"
             ),
@@ -71,7 +71,7 @@ pub(crate) fn run(args: &Args) -> Result<Report, Error> {
     }
     let input = args.code.as_deref().unwrap_or_default();
     let status = parse_status(input)?;
-    let base = novita_catalog::lookup(status).ok_or(Error::NotAnError(status))?;
+    let base = novita_catalog::lookup(status).ok_or(Error::NotAnErrorStatus(status))?;
     let (entry, note) = match args.reason.as_deref() {
         None => (base, None),
         Some(reason) => {
@@ -176,8 +176,8 @@ mod tests {
             ("99999", Error::OutOfRange("99999".into())),
             ("700", Error::OutOfRange("700".into())),
             ("99", Error::OutOfRange("99".into())),
-            ("200", Error::NotAnError(200)),
-            ("304", Error::NotAnError(304)),
+            ("200", Error::NotAnErrorStatus(200)),
+            ("304", Error::NotAnErrorStatus(304)),
         ];
         for (input, expected) in cases {
             let error = run(&args(input, None)).unwrap_err();

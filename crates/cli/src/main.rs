@@ -1,13 +1,19 @@
 //! `novita`: the command-line face of the project.
 //!
-//! `novita explain CODE [REASON]` prints what a Novita API error means and how a client
-//! following the catalog reacts to it; `novita explain --all` prints the whole table.
+//! - `novita explain CODE [REASON]` prints what a Novita API error means and how a client
+//!   following the catalog reacts; `novita explain --all` prints the whole table.
+//! - `novita chat` sends one chat completion through either adapter, policy applied.
+//! - `novita demo` plays every row of the behaviour table through both adapters against
+//!   the embedded mock: no key, no network.
+//! - `novita simulate` runs the fleet simulation comparing retry strategies.
 
 use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod chat;
+mod demo;
 mod exit;
 mod explain;
 
@@ -23,26 +29,50 @@ struct Cli {
 enum Command {
     /// Explain an error status (optionally refined by Novita's `reason`), or list them all.
     Explain(explain::Args),
+    /// Send one chat completion (reads NOVITA_API_KEY and NOVITA_BASE_URL).
+    Chat(chat::Args),
+    /// Play every error scenario through both adapters against a built-in mock server.
+    Demo(demo::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Explain(args) => explain::run(&args),
-    };
-    match result {
-        Ok(report) => {
-            let mut stdout = std::io::stdout().lock();
-            // A closed pipe (`novita explain --all | head`) is not an error worth reporting.
-            let _ = stdout.write_all(report.text.as_bytes());
-            if let Some(note) = report.note {
-                eprintln!("novita: note: {note}");
+    match cli.command {
+        Command::Explain(args) => match explain::run(&args) {
+            Ok(report) => {
+                print(&report.text);
+                if let Some(note) = report.note {
+                    eprintln!("novita: note: {note}");
+                }
+                ExitCode::from(exit::SUCCESS)
             }
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("novita: error: {error}");
-            ExitCode::from(error.exit_code())
-        }
+            Err(error) => fail(&error.to_string(), error.exit_code()),
+        },
+        Command::Chat(args) => match chat::run(&args) {
+            Ok(()) => ExitCode::from(exit::SUCCESS),
+            Err(failure) => fail(&failure.advice(), failure.exit_code()),
+        },
+        Command::Demo(args) => match demo::run(&args) {
+            Ok(report) => {
+                print(&report);
+                let code = if demo::all_as_designed(&report) {
+                    exit::SUCCESS
+                } else {
+                    exit::DEMO_DEVIATION
+                };
+                ExitCode::from(code)
+            }
+            Err(message) => fail(&message, exit::CONFIG),
+        },
     }
+}
+
+/// Writes to stdout; a closed pipe (`novita explain --all | head`) is not worth reporting.
+fn print(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+fn fail(message: &str, code: u8) -> ExitCode {
+    eprintln!("novita: error: {message}");
+    ExitCode::from(code)
 }

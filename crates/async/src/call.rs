@@ -1,0 +1,532 @@
+//! The attempt loop: admit, send, let the policy decide, sleep, act on escalations.
+
+use std::future::Future;
+use std::io;
+use std::time::{Duration, SystemTime};
+
+use novita_policy::adapter::{Answer, CallError, Report};
+use novita_policy::wire::{Assembler, ChatCompletion, ChatRequest, ModelList};
+use novita_policy::{Action, Admission, Clock, Decision, Delivery, NO_HEADERS, Outcome, Transport};
+use serde_json::Value;
+use tracing::{Instrument, debug, info, warn};
+
+use crate::stream::{ChatStream, StreamEnd};
+use crate::transport::{Phase, classify};
+use crate::{Client, Error};
+
+/// The error of the HTTP layer kept as the source of a failed call.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What to send: a route, and for JSON bodies the body and whether it names a model.
+struct Job<'a> {
+    route: &'a str,
+    body: Option<Value>,
+    /// The model chain (requested model first, then fallbacks); one entry keyed by the
+    /// route for calls that name no model.
+    models: Vec<String>,
+    /// Whether a switch to streaming can be honoured by reassembling chat chunks.
+    chat: bool,
+}
+
+/// What the handler of a successful response produced.
+pub(crate) enum Received<T> {
+    Value(T),
+    /// The body broke off: fed back to the policy like any other failed attempt.
+    Broken(Transport, Option<BoxError>),
+    /// The server reported an error inside the stream: fed back like an error response.
+    ServerError {
+        status: u16,
+        body: Vec<u8>,
+    },
+    Invalid(Error),
+}
+
+impl<T> Received<T> {
+    fn and_then<U>(self, next: impl FnOnce(T) -> Received<U>) -> Received<U> {
+        match self {
+            Received::Value(value) => next(value),
+            Received::Broken(transport, error) => Received::Broken(transport, error),
+            Received::ServerError { status, body } => Received::ServerError { status, body },
+            Received::Invalid(error) => Received::Invalid(error),
+        }
+    }
+}
+
+impl Client {
+    /// A chat completion. Errors are retried, waited out, escalated (a 504 re-issues the
+    /// call as streaming and reassembles the answer; a failing model hands over to the
+    /// fallback models) or turned into an [`Error`] carrying advice.
+    ///
+    /// The future spawns nothing; dropping it stops the call, waits included.
+    ///
+    /// # Errors
+    /// [`Error::GaveUp`] when the policy stops; [`Error::Encode`] / [`Error::Decode`] for
+    /// JSON that cannot be written or read.
+    pub async fn chat(&self, request: &ChatRequest) -> Result<Answer<ChatCompletion>, Error> {
+        let mut request = request.clone();
+        request.stream = false;
+        let job = self.chat_job(&request)?;
+        let idle = self.inner.timeouts.stream_idle;
+        self.execute(
+            job,
+            Delivery::Buffered,
+            move |response, delivery, model| async move {
+                match delivery {
+                    Delivery::Buffered => read_json(response, "chat completion").await,
+                    Delivery::Streamed => assemble(ChatStream::new(response, model, idle)).await,
+                }
+            },
+        )
+        .await
+    }
+
+    /// A streamed chat completion: the policy applies until the stream starts, then the
+    /// chunks arrive through the returned [`ChatStream`]. A stream that breaks yields an
+    /// [`Error::Stream`] item instead of ending quietly, so a cut answer is never taken for
+    /// a whole one.
+    ///
+    /// # Errors
+    /// As for [`chat`](Self::chat), for everything before the first byte of the stream.
+    pub async fn chat_stream(&self, request: &ChatRequest) -> Result<Answer<ChatStream>, Error> {
+        let mut request = request.clone();
+        request.stream = true;
+        let job = self.chat_job(&request)?;
+        let idle = self.inner.timeouts.stream_idle;
+        self.execute(
+            job,
+            Delivery::Streamed,
+            move |response, _, model| async move {
+                Received::Value(ChatStream::new(response, model, idle))
+            },
+        )
+        .await
+    }
+
+    /// The models this key may use (`GET /models`).
+    ///
+    /// # Errors
+    /// As for [`chat`](Self::chat).
+    pub async fn models(&self) -> Result<Answer<Vec<novita_policy::wire::Model>>, Error> {
+        let job = Job {
+            route: "models",
+            body: None,
+            models: vec!["models".to_owned()],
+            chat: false,
+        };
+        self.execute(job, Delivery::Buffered, |response, _, _| async move {
+            read_json::<ModelList>(response, "model list")
+                .await
+                .and_then(|list| Received::Value(list.data))
+        })
+        .await
+    }
+
+    /// Any JSON `POST` on the API (`route` such as `completions`), under the same policy.
+    /// A `model` field in the body takes part in fallback; a chat route also in the switch
+    /// to streaming.
+    ///
+    /// # Errors
+    /// As for [`chat`](Self::chat).
+    pub async fn post_json(&self, route: &str, body: &Value) -> Result<Answer<Value>, Error> {
+        let route = route.trim_start_matches('/');
+        let chat = route == "chat/completions";
+        let models = match body.get("model").and_then(Value::as_str) {
+            Some(model) => self.model_chain(model),
+            None => vec![route.to_owned()],
+        };
+        let job = Job {
+            route,
+            body: Some(body.clone()),
+            models,
+            chat,
+        };
+        let idle = self.inner.timeouts.stream_idle;
+        self.execute(
+            job,
+            Delivery::Buffered,
+            move |response, delivery, model| async move {
+                match delivery {
+                    Delivery::Streamed if chat => assemble(ChatStream::new(response, model, idle))
+                        .await
+                        .and_then(|completion| match serde_json::to_value(completion) {
+                            Ok(value) => Received::Value(value),
+                            Err(error) => Received::Invalid(CallError::Encode(error)),
+                        }),
+                    _ => read_json(response, "response").await,
+                }
+            },
+        )
+        .await
+    }
+
+    fn chat_job(&self, request: &ChatRequest) -> Result<Job<'static>, Error> {
+        let body = serde_json::to_value(request).map_err(CallError::Encode)?;
+        Ok(Job {
+            route: "chat/completions",
+            body: Some(body),
+            models: self.model_chain(&request.model),
+            chat: true,
+        })
+    }
+
+    fn model_chain(&self, model: &str) -> Vec<String> {
+        let mut chain = vec![model.to_owned()];
+        chain.extend(
+            self.inner
+                .fallback_models
+                .iter()
+                .filter(|fallback| *fallback != model)
+                .cloned(),
+        );
+        chain
+    }
+
+    /// Runs one logical call to completion under the policy, inside its tracing span.
+    async fn execute<T, F, Fut>(
+        &self,
+        job: Job<'_>,
+        delivery: Delivery,
+        on_success: F,
+    ) -> Result<Answer<T>, Error>
+    where
+        F: FnMut(reqwest::Response, Delivery, String) -> Fut,
+        Fut: Future<Output = Received<T>>,
+    {
+        let span = tracing::info_span!("novita.call", route = job.route, model = %job.models[0]);
+        self.attempts(job, delivery, on_success)
+            .instrument(span)
+            .await
+    }
+
+    async fn attempts<T, F, Fut>(
+        &self,
+        mut job: Job<'_>,
+        delivery: Delivery,
+        mut on_success: F,
+    ) -> Result<Answer<T>, Error>
+    where
+        F: FnMut(reqwest::Response, Delivery, String) -> Fut,
+        Fut: Future<Output = Received<T>>,
+    {
+        let inner = &self.inner;
+        let url = inner.settings.url(job.route);
+        let start = self.now();
+        let mut call = inner.policy.start_call(start, delivery, job.models.len());
+        let mut waited = Duration::ZERO;
+
+        loop {
+            // Admission: breaker and pacing, falling back while the breaker says so.
+            let wait = loop {
+                let key = &job.models[call.model()];
+                // The lock is a temporary of this statement: released before any await.
+                let admission =
+                    inner
+                        .policy
+                        .admit(&mut self.lock().state, &mut call, key, self.now());
+                match admission {
+                    Admission::Send { wait } => break wait,
+                    Admission::FallBack { model } => {
+                        info!(to = %job.models[model], "circuit open, falling back");
+                    }
+                    Admission::Reject(give_up) => {
+                        warn!(stop = ?give_up.stop, "call rejected before sending");
+                        return Err(self.gave_up(give_up, &job, None));
+                    }
+                }
+            };
+            if !wait.is_zero() {
+                debug!(wait_ms = wait.as_millis(), "pacing");
+                tokio::time::sleep(wait).await;
+                waited += wait;
+            }
+
+            let model = job.models[call.model()].clone();
+            let attempt_delivery = if job.chat {
+                call.delivery()
+            } else {
+                Delivery::Buffered
+            };
+            debug!(
+                attempt = call.attempts() + 1,
+                %model,
+                streaming = attempt_delivery == Delivery::Streamed,
+                "sending"
+            );
+            let sent = self.send(&url, &mut job, &model, attempt_delivery).await;
+
+            let (decision, failure) = match sent {
+                Err((transport, error)) => (
+                    self.decide(&mut call, &model, &Outcome::Transport(transport)),
+                    Some(error),
+                ),
+                Ok(mut response) if response.status().as_u16() >= 400 => {
+                    let status = response.status().as_u16();
+                    let body = read_bounded(
+                        &mut response,
+                        inner.max_error_body,
+                        inner.timeouts.stream_idle,
+                    )
+                    .await;
+                    let outcome = Outcome::Response {
+                        status,
+                        headers: response.headers(),
+                        body: &body,
+                    };
+                    (self.decide(&mut call, &model, &outcome), None)
+                    // The response drops here: the unread rest of the body is discarded.
+                }
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    match on_success(response, attempt_delivery, model.clone()).await {
+                        Received::Value(value) => {
+                            let outcome = Outcome::Response {
+                                status,
+                                headers: &NO_HEADERS,
+                                body: b"",
+                            };
+                            let decision = self.decide(&mut call, &model, &outcome);
+                            debug_assert_eq!(decision, Decision::Done);
+                            let report = Report {
+                                fell_back_from: (call.model() > 0).then(|| job.models[0].clone()),
+                                model,
+                                switched_to_streaming: job.chat
+                                    && delivery == Delivery::Buffered
+                                    && call.delivery() == Delivery::Streamed,
+                                attempts: call.attempts(),
+                                waited,
+                                elapsed: self.now().saturating_sub(start),
+                            };
+                            info!(
+                                attempts = report.attempts,
+                                elapsed_ms = report.elapsed.as_millis(),
+                                "done"
+                            );
+                            return Ok(Answer { value, report });
+                        }
+                        Received::Broken(transport, error) => (
+                            self.decide(&mut call, &model, &Outcome::Transport(transport)),
+                            error,
+                        ),
+                        Received::ServerError { status, body } => {
+                            let outcome = Outcome::Response {
+                                status,
+                                headers: &NO_HEADERS,
+                                body: &body,
+                            };
+                            (self.decide(&mut call, &model, &outcome), None)
+                        }
+                        Received::Invalid(error) => return Err(error),
+                    }
+                }
+            };
+
+            match decision {
+                Decision::Done => unreachable!("only a success is done, and it returned above"),
+                Decision::GiveUp(give_up) => {
+                    warn!(stop = ?give_up.stop, status = ?give_up.status, attempts = give_up.attempts, "giving up");
+                    return Err(self.gave_up(give_up, &job, failure));
+                }
+                Decision::Retry { delay, cause } => {
+                    info!(%cause, delay_ms = delay.as_millis(), "retrying");
+                    tokio::time::sleep(delay).await;
+                    waited += delay;
+                }
+                Decision::Escalate {
+                    action,
+                    delay,
+                    cause,
+                } => {
+                    info!(%cause, %action, delay_ms = delay.as_millis(), "escalating");
+                    if let Action::FallBack { model } = action {
+                        info!(to = %job.models[model], "falling back");
+                    }
+                    tokio::time::sleep(delay).await;
+                    waited += delay;
+                }
+            }
+        }
+    }
+
+    /// Sends one attempt and waits for the response headers. The body gets this attempt's
+    /// model and stream flag. A buffered attempt is bounded as a whole by
+    /// [`Timeouts::request`](crate::Timeouts::request), body included; a streamed one only
+    /// until its headers arrive, after which the stream's idle timeout takes over.
+    async fn send(
+        &self,
+        url: &str,
+        job: &mut Job<'_>,
+        model: &str,
+        delivery: Delivery,
+    ) -> Result<reqwest::Response, (Transport, BoxError)> {
+        let inner = &self.inner;
+        let timeout = inner.timeouts.request;
+        let builder = match job.body.as_mut() {
+            None => inner.http.get(url),
+            Some(body) => {
+                if let Some(object) = body.as_object_mut() {
+                    if object.contains_key("model") {
+                        object.insert("model".to_owned(), Value::from(model));
+                    }
+                    if job.chat {
+                        object.insert(
+                            "stream".to_owned(),
+                            Value::from(delivery == Delivery::Streamed),
+                        );
+                    }
+                }
+                let bytes = serde_json::to_vec(body).unwrap_or_default();
+                inner
+                    .http
+                    .post(url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(bytes)
+            }
+        };
+        let builder = builder.header(reqwest::header::AUTHORIZATION, inner.settings.key.bearer());
+        let sent = match delivery {
+            Delivery::Buffered => builder.timeout(timeout).send().await,
+            Delivery::Streamed => {
+                let builder = builder.header(reqwest::header::ACCEPT, "text/event-stream");
+                match tokio::time::timeout(timeout, builder.send()).await {
+                    Ok(sent) => sent,
+                    Err(_) => {
+                        let error = io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("no response headers within {} ms", timeout.as_millis()),
+                        );
+                        return Err((Transport::TimeoutBeforeHeaders, Box::new(error)));
+                    }
+                }
+            }
+        };
+        sent.map_err(|error| {
+            (
+                classify(&error, Phase::Headers),
+                Box::new(error) as BoxError,
+            )
+        })
+    }
+
+    /// Hands one outcome to the policy. The lock is taken and released inside this
+    /// synchronous function, so it is never held across an `.await`.
+    fn decide(
+        &self,
+        call: &mut novita_policy::Call,
+        model: &str,
+        outcome: &Outcome<'_>,
+    ) -> Decision {
+        let inner = &self.inner;
+        let clock = Clock {
+            now: self.now(),
+            wall: SystemTime::now(),
+        };
+        let mut shared = self.lock();
+        let draw = shared.rng.draw();
+        inner
+            .policy
+            .decide(&mut shared.state, call, model, outcome, clock, draw)
+    }
+
+    fn gave_up(
+        &self,
+        give_up: Box<novita_policy::GiveUp>,
+        job: &Job<'_>,
+        source: Option<BoxError>,
+    ) -> Error {
+        CallError::GaveUp {
+            model: job.models[give_up.model.min(job.models.len() - 1)].clone(),
+            give_up,
+            key_source: self.inner.settings.key_source,
+            source,
+        }
+    }
+}
+
+/// Reads at most `limit` bytes of an error body, piece by piece, each piece within `idle`.
+/// The caller then drops the response: the rest is discarded and the connection closed
+/// rather than drained, so a huge body costs nothing more.
+pub(crate) async fn read_bounded(
+    response: &mut reqwest::Response,
+    limit: usize,
+    idle: Duration,
+) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < limit {
+        // A body that breaks off or stalls still says what it said so far.
+        match tokio::time::timeout(idle, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => {
+                let take = chunk.len().min(limit - body.len());
+                body.extend_from_slice(&chunk[..take]);
+            }
+            Ok(Ok(None) | Err(_)) | Err(_) => break,
+        }
+    }
+    body
+}
+
+/// Reads a whole successful body and decodes it.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+    what: &'static str,
+) -> Received<T> {
+    let status = response.status().as_u16();
+    match response.bytes().await {
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(value) => Received::Value(value),
+            Err(error) => Received::Invalid(CallError::Decode {
+                what,
+                status,
+                source: Box::new(error),
+            }),
+        },
+        Err(error) => Received::Broken(classify(&error, Phase::Body), Some(Box::new(error))),
+    }
+}
+
+/// Reads a whole stream and reassembles it into one completion.
+async fn assemble(mut stream: ChatStream) -> Received<ChatCompletion> {
+    let mut assembler = Assembler::new();
+    loop {
+        match stream.next_event().await {
+            Ok(Some(chunk)) => assembler.push(&chunk),
+            Ok(None) => return Received::Value(assembler.finish()),
+            Err(StreamEnd::Broken(transport, error)) => return Received::Broken(transport, error),
+            Err(StreamEnd::ServerError { status, body }) => {
+                return Received::ServerError { status, body };
+            }
+            Err(StreamEnd::Invalid(error)) => return Received::Invalid(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use novita_mock::{Fault, MockServer, Route};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn error_bodies_are_read_up_to_the_bound_only() {
+        let server = MockServer::start();
+        server.script(
+            Route::Models,
+            None,
+            [Fault::status(500).oversized(1024 * 1024)],
+        );
+        let http = crate::test_http();
+        let mut response = http
+            .get(format!("{}/models", server.base_url()))
+            .bearer_auth(server.api_key())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 500);
+        let body = read_bounded(&mut response, 1000, Duration::from_secs(10)).await;
+        assert_eq!(body.len(), 1000);
+        assert!(
+            body.starts_with(b"{"),
+            "{:?}",
+            String::from_utf8_lossy(&body[..20])
+        );
+    }
+}

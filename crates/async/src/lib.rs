@@ -1,0 +1,397 @@
+//! An async Novita API client on [reqwest] 0.13 and tokio that handles every error the way
+//! Novita documents it.
+//!
+//! Every decision (retry or not, how long to wait, when to switch to streaming or to a
+//! fallback model, when to stop and what to advise) comes from `novita-policy`; this crate
+//! sends requests, reads bounded error bodies, waits with `tokio::time::sleep`, and shares
+//! the retry budget, circuit breakers and pacing between every task that uses one
+//! [`Client`]. Pick it for async programs; synchronous programs want `novita-ureq`, which
+//! has the same API without `.await`.
+//!
+//! The futures it returns spawn nothing: dropping one (say, through
+//! `tokio::time::timeout`) stops the call on the spot, even in the middle of a backoff.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), novita_reqwest::Error> {
+//! let client = novita_reqwest::Client::from_env()?; // NOVITA_API_KEY, NOVITA_BASE_URL
+//! let request = novita_reqwest::ChatRequest::new("deepseek/deepseek-v3", "Hello!");
+//! let answer = client.chat(&request).await?;
+//! println!("{}", answer.text());
+//!
+//! let mut stream = client.chat_stream(&request).await?.value;
+//! while let Some(chunk) = stream.next_chunk().await {
+//!     print!("{}", chunk?.text());
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use novita_policy::adapter::{CallError, DEFAULT_MAX_ERROR_BODY, Settings};
+use novita_policy::{ClientState, Policy, PolicyConfig, SplitMix64};
+
+mod call;
+mod stream;
+mod transport;
+
+pub use novita_policy::adapter::{Answer, KeySource, Report};
+pub use novita_policy::wire::{ChatChunk, ChatCompletion, ChatRequest, Message, Model};
+pub use novita_policy::{BreakerState, GiveUp, PolicyConfig as Config};
+pub use stream::ChatStream;
+
+/// Why a call failed; see [`novita_policy::adapter::CallError`].
+pub type Error = novita_policy::adapter::CallError;
+
+/// Timeouts of the underlying HTTP client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timeouts {
+    /// Connection setup, TLS included. Default 10 s.
+    pub connect: Duration,
+    /// A whole non-streaming request, body included; for a streamed request, the wait for
+    /// the response headers. Default 120 s: Novita advises client timeouts above 60 s,
+    /// since long generations take that long.
+    pub request: Duration,
+    /// The longest silence between two pieces of a stream. Default 60 s.
+    pub stream_idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            request: Duration::from_secs(120),
+            stream_idle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A Novita client. Cheap to clone: clones share the connection pool and the policy's
+/// state (retry budget, circuit breakers, pacing).
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    http: reqwest::Client,
+    settings: Settings,
+    fallback_models: Vec<String>,
+    policy: Policy,
+    /// Locked only for the synchronous policy calls, never across an `.await`.
+    shared: Mutex<Shared>,
+    origin: Instant,
+    timeouts: Timeouts,
+    max_error_body: usize,
+}
+
+/// The state every task using the client shares.
+#[derive(Debug)]
+struct Shared {
+    state: ClientState,
+    rng: SplitMix64,
+}
+
+impl Client {
+    /// A client with this key and every other setting from the environment or its default.
+    ///
+    /// # Errors
+    /// An empty key, or an unusable `NOVITA_BASE_URL`.
+    pub fn new(api_key: impl Into<String>) -> Result<Self, Error> {
+        Self::builder().api_key(api_key).build()
+    }
+
+    /// A client configured from `NOVITA_API_KEY` and `NOVITA_BASE_URL` (or `NOVITA_API_BASE`).
+    ///
+    /// # Errors
+    /// No key in the environment, or an unusable base URL.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::builder().build()
+    }
+
+    /// A builder for every setting.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// The base URL requests go to.
+    #[must_use]
+    pub fn base_url(&self) -> &str {
+        &self.inner.settings.base_url
+    }
+
+    /// Where the API key was read from.
+    #[must_use]
+    pub fn key_source(&self) -> KeySource {
+        self.inner.settings.key_source
+    }
+
+    /// The policy's settings.
+    #[must_use]
+    pub fn config(&self) -> &PolicyConfig {
+        self.inner.policy.config()
+    }
+
+    /// Tokens left in the shared retry budget.
+    #[must_use]
+    pub fn retry_budget(&self) -> u32 {
+        self.lock().state.budget().tokens()
+    }
+
+    /// The circuit breaker of `model` right now.
+    #[must_use]
+    pub fn breaker(&self, model: &str) -> BreakerState {
+        let now = self.now();
+        self.lock().state.breaker(model, now)
+    }
+
+    /// The pacing interval imposed on calls to `model` (zero when not paced).
+    #[must_use]
+    pub fn pacing(&self, model: &str) -> Duration {
+        self.lock().state.pacing_interval(model)
+    }
+
+    /// The shared state. The guard is `!Send`, so holding it across an `.await` would make
+    /// every public future `!Send`; the crate's tests check that they are `Send`.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        // The state stays consistent even if a task panicked while holding the lock: every
+        // update is a single method call on plain data.
+        self.inner
+            .shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now(&self) -> Duration {
+        self.inner.origin.elapsed()
+    }
+}
+
+/// Builds a [`Client`]; every setting has a documented default.
+#[derive(Default)]
+#[must_use]
+pub struct ClientBuilder {
+    api_key: Option<String>,
+    base_url: Option<String>,
+    policy: Option<PolicyConfig>,
+    policy_toml: Option<String>,
+    fallback_models: Vec<String>,
+    timeouts: Timeouts,
+    max_error_body: Option<usize>,
+    seed: Option<u64>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("base_url", &self.base_url)
+            .field("policy", &self.policy)
+            .field("policy_toml", &self.policy_toml)
+            .field("fallback_models", &self.fallback_models)
+            .field("timeouts", &self.timeouts)
+            .field("max_error_body", &self.max_error_body)
+            .field("seed", &self.seed)
+            .finish()
+    }
+}
+
+impl ClientBuilder {
+    /// The API key. Default: `NOVITA_API_KEY`.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// The base URL, any prefix included (`https://api.novita.ai/openai/v1`,
+    /// `http://127.0.0.1:8080/v3/openai`). Default: `NOVITA_BASE_URL`, then
+    /// `NOVITA_API_BASE`, then Novita's documented URL.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+
+    /// The policy's settings. Default: [`PolicyConfig::default`].
+    pub fn policy(mut self, config: PolicyConfig) -> Self {
+        self.policy = Some(config);
+        self
+    }
+
+    /// The policy's settings as TOML (see [`PolicyConfig::from_toml`]); checked by `build`.
+    pub fn policy_toml(mut self, toml: impl Into<String>) -> Self {
+        self.policy_toml = Some(toml.into());
+        self
+    }
+
+    /// Models to fall back to, in order, when the requested one keeps failing or is in
+    /// maintenance. Default: none.
+    pub fn fallback_models(mut self, models: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.fallback_models = models.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The HTTP timeouts. Default: [`Timeouts::default`].
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// The most bytes of an error body read; the rest is discarded. Default 64 KiB.
+    pub fn max_error_body(mut self, bytes: usize) -> Self {
+        self.max_error_body = Some(bytes);
+        self
+    }
+
+    /// Seeds the jitter, for reproducible runs. Default: a random seed per client.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Builds the client. Needs no runtime; the client's calls need a tokio runtime with
+    /// the time driver enabled.
+    ///
+    /// # Errors
+    /// No key, an unusable base URL, an invalid policy configuration, or an HTTP client
+    /// that cannot be set up ([`Error::Client`]).
+    pub fn build(self) -> Result<Client, Error> {
+        let settings =
+            Settings::resolve(self.api_key, self.base_url, |name| std::env::var(name).ok())?;
+        let config = match (self.policy, self.policy_toml) {
+            (_, Some(toml)) => PolicyConfig::from_toml(&toml)?,
+            (Some(config), None) => {
+                config.validate()?;
+                config
+            }
+            (None, None) => PolicyConfig::default(),
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(self.timeouts.connect)
+            .user_agent(concat!("novita-reqwest/", env!("CARGO_PKG_VERSION")))
+            .tls_backend_preconfigured(tls_config()?)
+            .build()
+            .map_err(|error| CallError::Client(Box::new(error)))?;
+        let policy = Policy::new(config);
+        let seed = self
+            .seed
+            .unwrap_or_else(|| RandomState::new().build_hasher().finish());
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                settings,
+                fallback_models: self.fallback_models,
+                shared: Mutex::new(Shared {
+                    state: policy.client_state(),
+                    rng: SplitMix64::new(seed),
+                }),
+                policy,
+                origin: Instant::now(),
+                timeouts: self.timeouts,
+                max_error_body: self.max_error_body.unwrap_or(DEFAULT_MAX_ERROR_BODY),
+            }),
+        })
+    }
+}
+
+/// rustls on the ring provider, verifying servers against the platform's roots (as
+/// reqwest's own default does), or against Mozilla's bundled roots where the system has
+/// none installed (minimal containers).
+fn tls_config() -> Result<rustls::ClientConfig, Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| CallError::Client(Box::new(error)))?;
+    let mut config = match rustls_platform_verifier::Verifier::new(provider) {
+        Ok(verifier) => builder
+            .dangerous() // Only the name of the API for a custom verifier; this one verifies.
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth(),
+        Err(_) => builder
+            .with_root_certificates(rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            })
+            .with_no_client_auth(),
+    };
+    config.alpn_protocols = if cfg!(feature = "http2") {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    Ok(config)
+}
+
+/// A bare reqwest client with this crate's TLS setup, for tests that need raw errors.
+#[cfg(test)]
+pub(crate) fn test_http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls_config().unwrap())
+        .build()
+        .unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_never_shows_in_debug_output() {
+        let secret = "sk_live_do_not_print_me";
+        let builder = Client::builder()
+            .api_key(secret)
+            .base_url("http://127.0.0.1:9/v1");
+        let debug = format!("{builder:?}");
+        assert!(!debug.contains(secret), "{debug}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+
+        let client = builder.build().unwrap();
+        for text in [format!("{client:?}"), format!("{client:#?}")] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert_eq!(client.key_source(), KeySource::Argument);
+        assert_eq!(client.base_url(), "http://127.0.0.1:9/v1");
+    }
+
+    #[test]
+    fn builds_without_a_runtime_and_checks_its_settings() {
+        let client = Client::new("k").unwrap();
+        assert_eq!(client.retry_budget(), client.config().budget.capacity);
+        assert_eq!(client.breaker("m"), BreakerState::Closed);
+        assert_eq!(client.pacing("m"), Duration::ZERO);
+
+        let error = Client::builder()
+            .api_key("k")
+            .base_url("api.novita.ai")
+            .build()
+            .unwrap_err();
+        assert!(matches!(error, Error::BaseUrl { .. }), "{error}");
+        let error = Client::builder()
+            .api_key("k")
+            .policy_toml("max_atempts = 3")
+            .build()
+            .unwrap_err();
+        assert!(matches!(error, Error::Config(_)), "{error}");
+        let error = Client::builder().api_key("  ").build().unwrap_err();
+        assert!(matches!(error, Error::MissingKey), "{error}");
+
+        let client = Client::builder()
+            .api_key("k")
+            .policy_toml("max_attempts = 3")
+            .build()
+            .unwrap();
+        assert_eq!(client.config().max_attempts, 3);
+    }
+
+    #[test]
+    fn timeouts_default_as_documented() {
+        let timeouts = Timeouts::default();
+        assert_eq!(timeouts.connect, Duration::from_secs(10));
+        assert_eq!(timeouts.request, Duration::from_secs(120));
+        assert_eq!(timeouts.stream_idle, Duration::from_secs(60));
+    }
+}

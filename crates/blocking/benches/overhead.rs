@@ -1,0 +1,47 @@
+//! Adapter overhead on the success path: `novita-ureq` against raw ureq, both posting the
+//! same chat completion to `novita-mock` on loopback, side by side in one run.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use novita_mock::MockServer;
+use novita_policy::wire::{ChatCompletion, ChatRequest};
+
+fn overhead(c: &mut Criterion) {
+    let server = MockServer::start();
+    let request = ChatRequest::new(novita_mock::DEFAULT_MODELS[0], "benchmark");
+    let url = format!("{}/chat/completions", server.base_url());
+    let authorization = format!("Bearer {}", server.api_key());
+
+    let raw: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let client = novita_ureq::Client::builder()
+        .api_key(server.api_key())
+        .base_url(server.base_url())
+        .build()
+        .expect("the client builds");
+
+    let mut group = c.benchmark_group("blocking");
+    group.bench_function("raw_ureq", |b| {
+        b.iter(|| {
+            let body = serde_json::to_vec(&request).expect("serialisable");
+            let mut response = raw
+                .post(&url)
+                .header("authorization", &authorization)
+                .content_type("application/json")
+                .send(&body[..])
+                .expect("the mock answers");
+            let bytes = response.body_mut().read_to_vec().expect("a body");
+            black_box(serde_json::from_slice::<ChatCompletion>(&bytes).expect("a completion"))
+        });
+    });
+    group.bench_function("novita_ureq", |b| {
+        b.iter(|| black_box(client.chat(&request).expect("the mock answers")));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, overhead);
+criterion_main!(benches);

@@ -1,0 +1,466 @@
+//! `novita demo`: every row of the behaviour table, live, through both adapters, against
+//! the embedded mock. Needs no API key and no network.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use novita_mock::{Fault, MockServer, Route};
+use novita_policy::adapter::{Answer, CallError};
+use novita_policy::wire::{ChatCompletion, ChatRequest};
+use novita_policy::{PolicyConfig, Seconds};
+
+const MODEL: &str = novita_mock::DEFAULT_MODELS[0];
+const FALLBACK: &str = novita_mock::DEFAULT_MODELS[1];
+
+/// Arguments of `novita demo`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {}
+
+/// What a scenario is designed to end in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expected {
+    Answer,
+    GiveUp,
+}
+
+/// How the client of a scenario differs from the default one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Variant {
+    Default,
+    WrongKey,
+    WithFallback,
+    SmallBudget,
+}
+
+/// One row of the behaviour table, played against the mock.
+struct Scenario {
+    title: &'static str,
+    faults: fn() -> Vec<Fault>,
+    variant: Variant,
+    /// Calls to make (more than one to show an outage's effect on load).
+    calls: usize,
+    stream: bool,
+    model: &'static str,
+    expected: Expected,
+}
+
+fn scenarios() -> Vec<Scenario> {
+    let one = |title, faults, expected| Scenario {
+        title,
+        faults,
+        variant: Variant::Default,
+        calls: 1,
+        stream: false,
+        model: MODEL,
+        expected,
+    };
+    vec![
+        one(
+            "400 bad request",
+            || vec![Fault::status(400).message("max_tokens must be at most 4096")],
+            Expected::GiveUp,
+        ),
+        Scenario {
+            variant: Variant::WrongKey,
+            ..one("401 wrong API key", Vec::new, Expected::GiveUp)
+        },
+        one(
+            "403 not enough balance",
+            || vec![Fault::status(403).reason("NOT_ENOUGH_BALANCE")],
+            Expected::GiveUp,
+        ),
+        one(
+            "403 identity not verified",
+            || vec![Fault::status(403).reason("ACCESS_DENY")],
+            Expected::GiveUp,
+        ),
+        Scenario {
+            model: "no/such-model",
+            ..one("404 unknown model", Vec::new, Expected::GiveUp)
+        },
+        one(
+            "429 RPM, Retry-After: 1",
+            || vec![Fault::status(429).retry_after_secs(1)],
+            Expected::Answer,
+        ),
+        one(
+            "429 TPM, retry-after-ms, repeated",
+            || {
+                vec![
+                    Fault::status(429)
+                        .reason("TOKEN_LIMIT_EXCEEDED")
+                        .retry_after_ms(200);
+                    2
+                ]
+            },
+            Expected::Answer,
+        ),
+        one(
+            "429 asks for an hour",
+            || vec![Fault::status(429).retry_after_secs(3600)],
+            Expected::GiveUp,
+        ),
+        Scenario {
+            variant: Variant::WithFallback,
+            ..one(
+                "500 twice, fallback model",
+                || vec![Fault::status(500); 2],
+                Expected::Answer,
+            )
+        },
+        Scenario {
+            variant: Variant::WithFallback,
+            ..one(
+                "500 model in maintenance",
+                || vec![Fault::status(500).reason("MODEL_NOT_AVAILABLE")],
+                Expected::Answer,
+            )
+        },
+        one(
+            "500 and no fallback",
+            || vec![Fault::status(500).header("x-request-id", "req-demo-500"); 2],
+            Expected::GiveUp,
+        ),
+        one(
+            "503 three times",
+            || vec![Fault::status(503); 3],
+            Expected::Answer,
+        ),
+        one(
+            "504 on a long call",
+            || vec![Fault::status(504)],
+            Expected::Answer,
+        ),
+        one(
+            "418 undocumented",
+            || vec![Fault::status(418).message("I'm a teapot")],
+            Expected::GiveUp,
+        ),
+        one(
+            "connection reset",
+            || vec![Fault::reset()],
+            Expected::Answer,
+        ),
+        Scenario {
+            variant: Variant::SmallBudget,
+            calls: 8,
+            ..one(
+                "full outage, 8 calls",
+                || vec![Fault::status(503); 64],
+                Expected::GiveUp,
+            )
+        },
+        Scenario {
+            stream: true,
+            ..one(
+                "error in mid-stream",
+                || vec![Fault::stream_error_after(2)],
+                Expected::GiveUp,
+            )
+        },
+    ]
+}
+
+/// The policy the demo runs: the shipped defaults with a quicker backoff, so the whole
+/// tour takes seconds; every rule is the same.
+fn demo_policy(variant: Variant) -> PolicyConfig {
+    let mut config = PolicyConfig::default();
+    config.backoff.base = Duration::from_millis(100);
+    config.backoff.cap = Duration::from_secs(1);
+    if variant == Variant::SmallBudget {
+        config.budget.capacity = 20;
+    }
+    config
+}
+
+/// One of the two adapters, behind one interface.
+enum Client<'a> {
+    Blocking(novita_ureq::Client),
+    Async(novita_reqwest::Client, &'a tokio::runtime::Runtime),
+}
+
+impl Client<'_> {
+    fn adapter(&self) -> &'static str {
+        match self {
+            Client::Blocking(_) => "blocking",
+            Client::Async(..) => "async",
+        }
+    }
+
+    fn chat(&self, request: &ChatRequest) -> Result<Answer<ChatCompletion>, CallError> {
+        match self {
+            Client::Blocking(client) => client.chat(request),
+            Client::Async(client, runtime) => runtime.block_on(client.chat(request)),
+        }
+    }
+
+    /// Streams to the end; a broken stream is an error even after some chunks arrived.
+    fn stream(&self, request: &ChatRequest) -> Result<usize, CallError> {
+        match self {
+            Client::Blocking(client) => {
+                let mut chunks = 0;
+                for chunk in client.chat_stream(request)?.value {
+                    chunk?;
+                    chunks += 1;
+                }
+                Ok(chunks)
+            }
+            Client::Async(client, runtime) => runtime.block_on(async {
+                let mut stream = client.chat_stream(request).await?.value;
+                let mut chunks = 0;
+                while let Some(chunk) = stream.next_chunk().await {
+                    chunk?;
+                    chunks += 1;
+                }
+                Ok(chunks)
+            }),
+        }
+    }
+}
+
+/// What one scenario did on one adapter.
+struct Row {
+    title: &'static str,
+    adapter: &'static str,
+    expected: Expected,
+    outcome: Expected,
+    calls: usize,
+    requests: usize,
+    attempts: u32,
+    waited: Duration,
+    detail: String,
+}
+
+impl Row {
+    fn as_designed(&self) -> bool {
+        self.expected == self.outcome
+    }
+}
+
+pub(crate) fn run(_args: &Args) -> Result<String, String> {
+    let started = Instant::now();
+    let server = MockServer::start();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the async runtime: {error}"))?;
+    let scenarios = scenarios();
+    let total = scenarios.len() * 2;
+    eprintln!(
+        "novita demo: mock Novita API at {} (no key, no network)",
+        server.base_url()
+    );
+    let mut rows = Vec::with_capacity(total);
+    for (index, scenario) in scenarios.iter().enumerate() {
+        for (offset, asynchronous) in [false, true].into_iter().enumerate() {
+            let client = build(&server, scenario.variant, asynchronous, &runtime)?;
+            server.clear_faults();
+            server.clear_requests();
+            server.script(
+                Route::ChatCompletions,
+                Some(scenario.model),
+                (scenario.faults)(),
+            );
+            let row = play(scenario, &client, &server);
+            eprintln!(
+                "[{:>2}/{total}] {:<8} {:<36} {}",
+                index * 2 + offset + 1,
+                row.adapter,
+                row.title,
+                if row.as_designed() {
+                    "as designed"
+                } else {
+                    "NOT AS DESIGNED"
+                }
+            );
+            rows.push(row);
+        }
+    }
+    Ok(render(&rows, started.elapsed()))
+}
+
+fn build<'a>(
+    server: &MockServer,
+    variant: Variant,
+    asynchronous: bool,
+    runtime: &'a tokio::runtime::Runtime,
+) -> Result<Client<'a>, String> {
+    let key = if variant == Variant::WrongKey {
+        "sk_wrong_demo_key"
+    } else {
+        server.api_key()
+    };
+    let fallbacks: Vec<&str> = if variant == Variant::WithFallback {
+        vec![FALLBACK]
+    } else {
+        Vec::new()
+    };
+    let policy = demo_policy(variant);
+    let client = if asynchronous {
+        let client = runtime.block_on(async {
+            novita_reqwest::Client::builder()
+                .api_key(key)
+                .base_url(server.base_url())
+                .fallback_models(fallbacks)
+                .policy(policy)
+                .build()
+        });
+        Client::Async(client.map_err(|error| error.to_string())?, runtime)
+    } else {
+        let client = novita_ureq::Client::builder()
+            .api_key(key)
+            .base_url(server.base_url())
+            .fallback_models(fallbacks)
+            .policy(policy)
+            .build();
+        Client::Blocking(client.map_err(|error| error.to_string())?)
+    };
+    Ok(client)
+}
+
+fn play(scenario: &Scenario, client: &Client<'_>, server: &MockServer) -> Row {
+    let request = ChatRequest::new(scenario.model, "Explain retries in one sentence.");
+    let mut row = Row {
+        title: scenario.title,
+        adapter: client.adapter(),
+        expected: scenario.expected,
+        outcome: Expected::Answer,
+        calls: scenario.calls,
+        requests: 0,
+        attempts: 0,
+        waited: Duration::ZERO,
+        detail: String::new(),
+    };
+    for _ in 0..scenario.calls {
+        let result = if scenario.stream {
+            client
+                .stream(&request)
+                .map(|chunks| format!("streamed {chunks} chunks"))
+        } else {
+            client.chat(&request).map(|answer| {
+                row.attempts += answer.report.attempts;
+                row.waited += answer.report.waited;
+                describe_answer(&answer.report)
+            })
+        };
+        match result {
+            Ok(detail) => row.detail = detail,
+            Err(error) => {
+                row.outcome = Expected::GiveUp;
+                if let Some(give_up) = error.give_up() {
+                    row.attempts += give_up.attempts;
+                }
+                row.detail = describe_error(&error);
+            }
+        }
+    }
+    row.requests = server.requests().len();
+    row
+}
+
+fn describe_answer(report: &novita_policy::adapter::Report) -> String {
+    let mut detail = String::from("answered");
+    if let Some(primary) = &report.fell_back_from {
+        let _ = write!(detail, " by {} (fell back from {primary})", report.model);
+    }
+    if report.switched_to_streaming {
+        detail.push_str(", switched to streaming");
+    }
+    detail
+}
+
+fn describe_error(error: &CallError) -> String {
+    let Some(give_up) = error.give_up() else {
+        return error.to_string();
+    };
+    let mut detail = format!("gave up: {}", give_up.stop.describe());
+    if let Some(limit) = give_up.rate_limit {
+        let _ = write!(detail, " [{}]", limit.abbreviation());
+    }
+    if let Some(id) = &give_up.request_id {
+        let _ = write!(detail, " [request id {id}]");
+    }
+    if let Some(first) = give_up.advice.first() {
+        let _ = write!(detail, "; next: {}", first.advice());
+    }
+    detail
+}
+
+fn render(rows: &[Row], elapsed: Duration) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "novita demo: every row of the behaviour table, through both adapters\n"
+    );
+    let _ = writeln!(
+        out,
+        "{:<36} {:<8} {:>5} {:>8} {:>8}  {:<8} OUTCOME",
+        "SCENARIO", "ADAPTER", "CALLS", "REQUESTS", "WAITED", "DESIGNED"
+    );
+    for row in rows {
+        let _ = writeln!(
+            out,
+            "{:<36} {:<8} {:>5} {:>8} {:>8}  {:<8} {}",
+            row.title,
+            row.adapter,
+            row.calls,
+            row.requests,
+            Seconds(row.waited).to_string(),
+            if row.as_designed() { "yes" } else { "NO" },
+            row.detail
+        );
+    }
+    let calls: usize = rows.iter().map(|row| row.calls).sum();
+    let requests: usize = rows.iter().map(|row| row.requests).sum();
+    let waited: Duration = rows.iter().map(|row| row.waited).sum();
+    let designed = rows.iter().filter(|row| row.as_designed()).count();
+    let _ = writeln!(
+        out,
+        "\n{designed}/{} scenario runs behaved as designed; {calls} calls sent {requests} requests; \
+         {} spent waiting; {} in all",
+        rows.len(),
+        Seconds(waited),
+        Seconds(elapsed)
+    );
+    out
+}
+
+/// Whether every scenario run behaved as designed, from the rendered report.
+pub(crate) fn all_as_designed(report: &str) -> bool {
+    report.lines().last().is_some_and(|line| {
+        let mut parts = line.split(['/', ' ']);
+        matches!((parts.next(), parts.next()), (Some(a), Some(b)) if a == b)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_behaviour_row_is_played() {
+        let titles: Vec<&str> = scenarios().iter().map(|scenario| scenario.title).collect();
+        for code in [
+            "400", "401", "403", "404", "429", "500", "503", "504", "418",
+        ] {
+            assert!(
+                titles.iter().any(|title| title.starts_with(code)),
+                "no scenario for {code}"
+            );
+        }
+        assert!(titles.iter().any(|title| title.contains("reset")));
+        assert!(titles.iter().any(|title| title.contains("outage")));
+        assert!(titles.iter().any(|title| title.contains("stream")));
+    }
+
+    #[test]
+    fn the_summary_line_tells_success() {
+        assert!(all_as_designed(
+            "x\n34/34 scenario runs behaved as designed; ..."
+        ));
+        assert!(!all_as_designed(
+            "x\n33/34 scenario runs behaved as designed; ..."
+        ));
+    }
+}
