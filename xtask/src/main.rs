@@ -4,14 +4,17 @@
 //!   `crates/catalog/errors.toml`.
 //! - `cargo xtask codegen --check` fails, naming the file, when a committed file differs
 //!   from what the spec generates (CI runs it).
+//! - `cargo xtask bench [--quick]` runs the benchmarks and the fleet simulation and
+//!   regenerates `docs/BENCHMARKS.md`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod bench;
 mod codegen;
 mod spec;
 
-const USAGE: &str = "usage: cargo xtask codegen [--check]";
+const USAGE: &str = "usage: cargo xtask codegen [--check] | cargo xtask bench [--quick]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -19,6 +22,18 @@ fn main() -> ExitCode {
     let mode = match args.as_slice() {
         ["codegen"] => codegen::Mode::Write,
         ["codegen", "--check"] => codegen::Mode::Check,
+        ["bench", rest @ ..] if rest.iter().all(|arg| *arg == "--quick") => {
+            return match bench::run(&workspace_root(), !rest.is_empty()) {
+                Ok(path) => {
+                    eprintln!("xtask: wrote {}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("xtask: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         ["help" | "--help" | "-h"] => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -1,18 +1,17 @@
 //! A streamed chat completion as an async stream of chunks.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::Stream;
 use http_body_util::BodyStream;
+use novita_policy::Transport;
 use novita_policy::adapter::CallError;
-use novita_policy::wire::{ChatChunk, SseDecoder, StreamEvent};
-use novita_policy::{ErrorBody, Transport};
+use novita_policy::wire::{ChatChunk, Next, StreamBreak, StreamParser};
 use tokio::time::{Instant, Sleep};
 
 use crate::Error;
@@ -34,27 +33,24 @@ pub struct ChatStream {
     idle: Duration,
     /// When the silence since the last piece becomes too long.
     deadline: Pin<Box<Sleep>>,
-    decoder: SseDecoder,
-    pending: VecDeque<ChatChunk>,
+    parser: StreamParser,
     model: String,
-    delivered: usize,
-    finished: bool,
+    /// The HTTP client's error behind a [`StreamBreak::Failed`], handed on as the source.
+    failure: Option<BoxError>,
 }
 
-/// How a stream stopped short, before it is turned into an error for the caller or fed
-/// back to the policy.
-pub(crate) enum StreamEnd {
-    Broken(Transport, Option<BoxError>),
-    ServerError { status: u16, body: Vec<u8> },
-    Invalid(Error),
+/// What the next step of a stream produced, for the adapter's own use.
+pub(crate) enum Step {
+    Chunk(ChatChunk),
+    End,
+    Broken(StreamBreak, Option<BoxError>),
 }
 
 impl fmt::Debug for ChatStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChatStream")
             .field("model", &self.model)
-            .field("delivered", &self.delivered)
-            .field("finished", &self.finished)
+            .field("delivered", &self.parser.delivered())
             .finish_non_exhaustive()
     }
 }
@@ -66,11 +62,9 @@ impl ChatStream {
             body: BodyStream::new(reqwest::Body::from(response)),
             idle,
             deadline: Box::pin(tokio::time::sleep_until(deadline_after(idle))),
-            decoder: SseDecoder::new(),
-            pending: VecDeque::new(),
+            parser: StreamParser::new(),
             model,
-            delivered: 0,
-            finished: false,
+            failure: None,
         }
     }
 
@@ -86,109 +80,57 @@ impl ChatStream {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
 
-    /// The next chunk, `Ok(None)` after `[DONE]`, or how the stream stopped short.
-    pub(crate) async fn next_event(&mut self) -> Result<Option<ChatChunk>, StreamEnd> {
-        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    /// Reads until the parser has something: a chunk, the end, or the break.
+    pub(crate) async fn step(&mut self) -> Step {
+        std::future::poll_fn(|cx| self.poll_step(cx)).await
     }
 
-    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<ChatChunk>, StreamEnd>> {
+    fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
         loop {
-            if let Some(chunk) = self.pending.pop_front() {
-                self.delivered += 1;
-                return Poll::Ready(Ok(Some(chunk)));
+            match self.parser.next_item() {
+                Next::Chunk(chunk) => return Poll::Ready(Step::Chunk(chunk)),
+                Next::Broken(ending) => {
+                    return Poll::Ready(Step::Broken(ending, self.failure.take()));
+                }
+                Next::NeedBytes => {}
+                _ => return Poll::Ready(Step::End),
             }
-            if self.finished {
-                return Poll::Ready(Ok(None));
-            }
-            let frame = match Pin::new(&mut self.body).poll_next(cx) {
-                Poll::Ready(frame) => frame,
+            match Pin::new(&mut self.body).poll_next(cx) {
                 Poll::Pending => {
-                    ready!(self.deadline.as_mut().poll(cx));
-                    self.finished = true;
+                    if self.deadline.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    self.parser.fail(Transport::TimeoutAfterHeaders);
                     let silence = io::Error::new(
                         io::ErrorKind::TimedOut,
                         format!("nothing arrived for {} ms", self.idle.as_millis()),
                     );
-                    return Poll::Ready(Err(StreamEnd::Broken(
-                        Transport::TimeoutAfterHeaders,
-                        Some(Box::new(silence)),
-                    )));
+                    self.failure = Some(Box::new(silence));
                 }
-            };
-            let bytes = match frame {
-                None => {
-                    self.finished = true;
-                    return Poll::Ready(Err(StreamEnd::Broken(Transport::Reset, None)));
+                Poll::Ready(None) => self.parser.close(),
+                Poll::Ready(Some(Err(error))) => {
+                    self.parser.fail(classify(&error, Phase::Body));
+                    self.failure = Some(Box::new(error));
                 }
-                Some(Err(error)) => {
-                    self.finished = true;
-                    let transport = classify(&error, Phase::Body);
-                    return Poll::Ready(Err(StreamEnd::Broken(transport, Some(Box::new(error)))));
-                }
-                // Trailers carry nothing we use.
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(bytes) => bytes,
-                    Err(_) => continue,
-                },
-            };
-            self.deadline.as_mut().reset(deadline_after(self.idle));
-            let events = match self.decoder.feed(&bytes) {
-                Ok(events) => events,
-                Err(error) => {
-                    self.finished = true;
-                    return Poll::Ready(Err(StreamEnd::Invalid(CallError::Decode {
-                        what: "stream event",
-                        status: 200,
-                        source: Box::new(error),
-                    })));
-                }
-            };
-            for event in events {
-                match event {
-                    StreamEvent::Chunk(chunk) => self.pending.push_back(chunk),
-                    StreamEvent::Done => {
-                        self.finished = true;
-                        break;
+                Poll::Ready(Some(Ok(frame))) => {
+                    // Trailers carry nothing we use.
+                    if let Ok(bytes) = frame.into_data() {
+                        self.deadline.as_mut().reset(deadline_after(self.idle));
+                        self.parser.feed(&bytes);
                     }
-                    StreamEvent::Error(body) => {
-                        self.finished = true;
-                        self.pending.clear();
-                        let status = error_status(&body);
-                        return Poll::Ready(Err(StreamEnd::ServerError { status, body }));
-                    }
-                    _ => {}
                 }
             }
         }
     }
+}
 
-    fn error_for(&self, end: StreamEnd) -> Error {
-        let (problem, source): (String, Option<BoxError>) = match end {
-            StreamEnd::Broken(transport, error) => {
-                let problem = if error.is_none() {
-                    "the connection closed before [DONE]".to_owned()
-                } else {
-                    transport.describe().to_owned()
-                };
-                (problem, error)
-            }
-            StreamEnd::ServerError { status, body } => {
-                let message = ErrorBody::parse(&body)
-                    .message
-                    .unwrap_or_else(|| "no message".to_owned());
-                (
-                    format!("the server reported an error (code {status}): {message}"),
-                    None,
-                )
-            }
-            StreamEnd::Invalid(error) => (error.to_string(), Some(Box::new(error) as _)),
-        };
-        CallError::Stream {
-            model: self.model.clone(),
-            chunks: self.delivered,
-            problem,
-            source,
-        }
+/// Where a broken stream goes when it was the policy's own switch to streaming: back to
+/// the policy as a failed attempt.
+pub(crate) fn transport_of(ending: &StreamBreak) -> Option<Transport> {
+    match ending {
+        StreamBreak::ClosedEarly => Some(Transport::Reset),
+        StreamBreak::Failed(transport) => Some(*transport),
+        _ => None,
     }
 }
 
@@ -197,10 +139,26 @@ impl Stream for ChatStream {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        Poll::Ready(match ready!(this.poll_event(cx)) {
-            Ok(Some(chunk)) => Some(Ok(chunk)),
-            Ok(None) => None,
-            Err(end) => Some(Err(this.error_for(end))),
+        let step = match this.poll_step(cx) {
+            Poll::Ready(step) => step,
+            Poll::Pending => return Poll::Pending,
+        };
+        Poll::Ready(match step {
+            Step::Chunk(chunk) => Some(Ok(chunk)),
+            Step::End => None,
+            Step::Broken(ending, failure) => {
+                let problem = ending.problem();
+                let source: Option<BoxError> = match ending {
+                    StreamBreak::Malformed(error) => Some(Box::new(error)),
+                    _ => failure,
+                };
+                Some(Err(CallError::Stream {
+                    model: this.model.clone(),
+                    chunks: this.parser.delivered(),
+                    problem,
+                    source,
+                }))
+            }
         })
     }
 }
@@ -212,32 +170,9 @@ fn deadline_after(idle: Duration) -> Instant {
         .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 60 * 60))
 }
 
-/// The status a mid-stream error event carries (`code` or `error.code`), 500 if none.
-pub(crate) fn error_status(body: &[u8]) -> u16 {
-    let value: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    let code = value
-        .get("code")
-        .or_else(|| value.get("error").and_then(|error| error.get("code")));
-    code.and_then(serde_json::Value::as_u64)
-        .and_then(|code| u16::try_from(code).ok())
-        .filter(|code| (400..600).contains(code))
-        .unwrap_or(500)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_events_carry_their_status() {
-        assert_eq!(
-            error_status(br#"{"error":{"code":503,"message":"x"}}"#),
-            503
-        );
-        assert_eq!(error_status(br#"{"code":429}"#), 429);
-        assert_eq!(error_status(br#"{"error":{"code":"oops"}}"#), 500);
-        assert_eq!(error_status(b"not json"), 500);
-    }
 
     #[test]
     fn chat_streams_are_send_sync_and_unpin() {

@@ -4,12 +4,12 @@ use std::io::Read;
 use std::time::{Duration, SystemTime};
 
 use novita_policy::adapter::{Answer, CallError, Report};
-use novita_policy::wire::{Assembler, ChatCompletion, ChatRequest, ModelList};
+use novita_policy::wire::{Assembler, ChatCompletion, ChatRequest, ModelList, StreamBreak};
 use novita_policy::{Action, Admission, Clock, Decision, Delivery, NO_HEADERS, Outcome, Transport};
 use serde_json::Value;
 use tracing::{debug, info, warn};
 
-use crate::stream::{ChatStream, StreamEnd};
+use crate::stream::{ChatStream, Step, transport_of};
 use crate::transport::{Phase, classify};
 use crate::{Client, Error};
 
@@ -179,15 +179,21 @@ impl Client {
         let _entered = span.enter();
 
         loop {
-            // Admission: breaker and pacing, falling back while the breaker says so.
-            let wait = loop {
+            // Admission: wait out pacing and hints, asking again after every wait (a hint
+            // may arrive meanwhile), and follow the breaker to fallback models.
+            loop {
                 let key = &job.models[call.model()];
                 let admission =
                     inner
                         .policy
                         .admit(&mut self.lock().state, &mut call, key, self.now());
                 match admission {
-                    Admission::Send { wait } => break wait,
+                    Admission::Send => break,
+                    Admission::Wait(wait) => {
+                        debug!(wait_ms = wait.as_millis(), "pacing");
+                        std::thread::sleep(wait);
+                        waited += wait;
+                    }
                     Admission::FallBack { model } => {
                         info!(to = %job.models[model], "circuit open, falling back");
                     }
@@ -196,11 +202,6 @@ impl Client {
                         return Err(self.gave_up(give_up, &job, None));
                     }
                 }
-            };
-            if !wait.is_zero() {
-                debug!(wait_ms = wait.as_millis(), "pacing");
-                std::thread::sleep(wait);
-                waited += wait;
             }
 
             let model = job.models[call.model()].clone();
@@ -420,6 +421,11 @@ fn read_json<T: serde::de::DeserializeOwned>(
                 source: Box::new(error),
             }),
         },
+        Err(ureq::Error::BodyExceedsLimit(limit)) => Received::Invalid(CallError::Decode {
+            what,
+            status,
+            source: format!("the body is larger than {limit} bytes").into(),
+        }),
         Err(error) => Received::Broken(classify(&error, Phase::Body), Some(error)),
     }
 }
@@ -428,14 +434,30 @@ fn read_json<T: serde::de::DeserializeOwned>(
 fn assemble(mut stream: ChatStream) -> Received<ChatCompletion> {
     let mut assembler = Assembler::new();
     loop {
-        match stream.next_event() {
-            Ok(Some(chunk)) => assembler.push(&chunk),
-            Ok(None) => return Received::Value(assembler.finish()),
-            Err(StreamEnd::Broken(transport, error)) => return Received::Broken(transport, error),
-            Err(StreamEnd::ServerError { status, body }) => {
-                return Received::ServerError { status, body };
+        match stream.step() {
+            Step::Chunk(chunk) => assembler.push(&chunk),
+            Step::End => return Received::Value(assembler.finish()),
+            Step::Broken(ending, failure) => {
+                if let Some(transport) = transport_of(&ending) {
+                    return Received::Broken(transport, failure);
+                }
+                return match ending {
+                    StreamBreak::ServerError { status, body } => {
+                        Received::ServerError { status, body }
+                    }
+                    StreamBreak::Malformed(error) => Received::Invalid(CallError::Decode {
+                        what: "stream event",
+                        status: 200,
+                        source: Box::new(error),
+                    }),
+                    other => Received::Invalid(CallError::Stream {
+                        model: stream.model().to_owned(),
+                        chunks: 0,
+                        problem: other.problem(),
+                        source: None,
+                    }),
+                };
             }
-            Err(StreamEnd::Invalid(error)) => return Received::Invalid(error),
         }
     }
 }

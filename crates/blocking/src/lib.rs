@@ -157,7 +157,7 @@ impl Client {
 }
 
 /// Builds a [`Client`]; every setting has a documented default.
-#[derive(Debug, Default)]
+#[derive(Default)]
 #[must_use]
 pub struct ClientBuilder {
     api_key: Option<String>,
@@ -168,6 +168,22 @@ pub struct ClientBuilder {
     timeouts: Timeouts,
     max_error_body: Option<usize>,
     seed: Option<u64>,
+}
+
+/// Shows every setting but the key, which prints as `<redacted>`.
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("base_url", &self.base_url)
+            .field("policy", &self.policy)
+            .field("policy_toml", &self.policy_toml)
+            .field("fallback_models", &self.fallback_models)
+            .field("timeouts", &self.timeouts)
+            .field("max_error_body", &self.max_error_body)
+            .field("seed", &self.seed)
+            .finish()
+    }
 }
 
 impl ClientBuilder {
@@ -262,5 +278,21 @@ impl ClientBuilder {
                 max_error_body: self.max_error_body.unwrap_or(DEFAULT_MAX_ERROR_BODY),
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_key_never_shows_in_debug() {
+        let builder = super::Client::builder()
+            .api_key("sk_builder_secret")
+            .base_url("http://127.0.0.1:9");
+        let text = format!("{builder:?}");
+        assert!(!text.contains("sk_builder_secret"), "{text}");
+        assert!(text.contains("<redacted>"), "{text}");
+        let client = builder.build().unwrap();
+        let text = format!("{client:?}");
+        assert!(!text.contains("sk_builder_secret"), "{text}");
     }
 }

@@ -16,6 +16,7 @@ mod chat;
 mod demo;
 mod exit;
 mod explain;
+mod simulate;
 
 /// Novita API errors, explained and handled.
 #[derive(Debug, Parser)]
@@ -33,6 +34,8 @@ enum Command {
     Chat(chat::Args),
     /// Play every error scenario through both adapters against a built-in mock server.
     Demo(demo::Args),
+    /// Compare retry strategies in a deterministic fleet simulation (virtual time).
+    Simulate(simulate::Args),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +66,13 @@ fn main() -> ExitCode {
                 ExitCode::from(code)
             }
             Err(message) => fail(&message, exit::CONFIG),
+        },
+        Command::Simulate(args) => match simulate::run(&args) {
+            Ok(report) => {
+                print(&report);
+                ExitCode::from(exit::SUCCESS)
+            }
+            Err(error) => fail(&error.to_string(), error.exit_code()),
         },
     }
 }

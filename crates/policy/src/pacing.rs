@@ -69,13 +69,16 @@ impl Pacer {
         self.next_slot.max(self.blocked_until).saturating_sub(now)
     }
 
-    /// Reserves the next slot for a call starting at `now` and returns how long it waits.
-    pub fn reserve(&mut self, now: Duration) -> Duration {
-        let start = now.max(self.next_slot).max(self.blocked_until);
+    /// Takes the slot of a call starting at `now`, which must not have to wait (see
+    /// [`wait`](Self::wait)): the next call may start one interval later.
+    pub fn take_slot(&mut self, now: Duration) {
+        debug_assert!(
+            self.wait(now).is_zero(),
+            "a slot is only taken when it is free"
+        );
         if !self.interval.is_zero() {
-            self.next_slot = start.saturating_add(self.interval);
+            self.next_slot = now.saturating_add(self.interval);
         }
-        start - now
     }
 
     /// Records a 429 at `now` with the server's hint, if any; returns `true` when this
@@ -145,10 +148,11 @@ mod tests {
         let mut pacer = Pacer::default();
         pacer.on_throttle(ms(0), None, &config);
         pacer.on_throttle(ms(0), None, &config);
-        assert_eq!(pacer.reserve(ms(1000)), ms(0));
-        assert_eq!(pacer.reserve(ms(1000)), ms(200));
-        assert_eq!(pacer.reserve(ms(1050)), ms(350));
-        assert_eq!(pacer.wait(ms(1050)), ms(550));
+        assert_eq!(pacer.wait(ms(1000)), ms(0));
+        pacer.take_slot(ms(1000));
+        assert_eq!(pacer.wait(ms(1000)), ms(200));
+        assert_eq!(pacer.wait(ms(1050)), ms(150));
+        assert_eq!(pacer.wait(ms(1200)), ms(0));
     }
 
     #[test]
@@ -161,8 +165,8 @@ mod tests {
             Duration::ZERO,
             "one throttle does not pace"
         );
-        assert_eq!(pacer.reserve(ms(500)), ms(1600));
-        assert_eq!(pacer.reserve(ms(2100)), ms(0));
+        assert_eq!(pacer.wait(ms(500)), ms(1600));
+        assert_eq!(pacer.wait(ms(2100)), ms(0));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! let mut call = policy.start_call(now, delivery, models.len());
 //! loop {
 //!     match policy.admit(&mut state, &mut call, key, now) {      // breaker, pacing
-//!         Admission::Send { wait } => sleep(wait),
+//!         Admission::Send => {}
+//!         Admission::Wait(wait) => { sleep(wait); continue }        // then ask again
 //!         Admission::FallBack { .. } => continue,                   // key changed
 //!         Admission::Reject(give_up) => return Err(give_up),
 //!     }
@@ -40,14 +41,14 @@ pub struct Clock {
     pub wall: SystemTime,
 }
 
-/// Whether the next attempt may go out, and when.
+/// Whether the next attempt may go out now.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Admission {
-    /// Send after `wait` (zero unless the model is being paced).
-    Send {
-        /// How long to wait before sending.
-        wait: Duration,
-    },
+    /// Send now; a pacing slot (if the model is paced) has been taken.
+    Send,
+    /// Not yet: pacing or a server's hint holds calls to this model. Sleep this long, then
+    /// ask again; nothing was reserved, so a hint that arrives meanwhile still counts.
+    Wait(Duration),
     /// The model's circuit breaker is open: the call moved to the model at this index;
     /// ask again with that model's key.
     FallBack {
@@ -240,9 +241,9 @@ impl Policy {
         }
     }
 
-    /// Asks whether the next attempt of `call` may go to model `key` at `now`: the circuit
-    /// breaker may refuse (moving the call to a fallback model) and pacing may impose a wait,
-    /// which this reserves.
+    /// Asks whether the next attempt of `call` may go to model `key` at `now`. An open
+    /// circuit breaker refuses (moving the call to a fallback model where there is one);
+    /// pacing or a server hint may ask the caller to wait and ask again.
     pub fn admit(
         &self,
         state: &mut ClientState,
@@ -251,30 +252,40 @@ impl Policy {
         now: Duration,
     ) -> Admission {
         let Some(model) = state.models.get_mut(key) else {
-            return Admission::Send {
-                wait: Duration::ZERO,
-            };
+            return Admission::Send;
         };
-        if !model.breaker.try_pass(now, &self.config.breaker) {
+        let open = matches!(
+            model.breaker.state(now, &self.config.breaker),
+            BreakerState::Open { .. }
+        );
+        if !open {
+            let wait = model.pacer.wait(now);
+            if !wait.is_zero() {
+                if self.crosses_deadline(call, now, wait) {
+                    return Admission::Reject(self.give_up(
+                        call,
+                        Stop::PastDeadline,
+                        Failure::default(),
+                        now,
+                    ));
+                }
+                return Admission::Wait(wait);
+            }
+        }
+        if open || !model.breaker.try_pass(now, &self.config.breaker) {
             if call.has_fallback() {
                 self.move_to_next_model(call);
                 return Admission::FallBack { model: call.model };
             }
-            let failure = Failure::default();
-            return Admission::Reject(self.give_up(call, Stop::CircuitOpen, failure, now));
-        }
-        let wait = model.pacer.wait(now);
-        if self.crosses_deadline(call, now, wait) {
             return Admission::Reject(self.give_up(
                 call,
-                Stop::PastDeadline,
+                Stop::CircuitOpen,
                 Failure::default(),
                 now,
             ));
         }
-        Admission::Send {
-            wait: model.pacer.reserve(now),
-        }
+        model.pacer.take_slot(now);
+        Admission::Send
     }
 
     /// Decides what follows the attempt that just ended with `outcome` on model `key`.

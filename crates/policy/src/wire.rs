@@ -214,8 +214,13 @@ pub enum StreamEvent {
     Chunk(ChatChunk),
     /// `data: [DONE]`: the answer is complete.
     Done,
-    /// The server reported an error inside the stream; the raw event data is kept.
-    Error(Vec<u8>),
+    /// The server reported an error inside the stream.
+    Error {
+        /// The status the event carries (`code` or `error.code`), 500 when it names none.
+        status: u16,
+        /// The raw event data, an error body for [`ErrorBody::parse`](crate::ErrorBody::parse).
+        body: Vec<u8>,
+    },
 }
 
 /// Why a stream event could not be decoded.
@@ -278,11 +283,165 @@ fn decode_event(data: &[u8]) -> Result<StreamEvent, StreamDecodeError> {
     }
     let value: Value = serde_json::from_slice(data).map_err(StreamDecodeError)?;
     if value.get("error").is_some() || value.get("code").is_some_and(Value::is_number) {
-        return Ok(StreamEvent::Error(data.to_vec()));
+        return Ok(StreamEvent::Error {
+            status: error_status(&value),
+            body: data.to_vec(),
+        });
     }
     serde_json::from_value(value)
         .map(StreamEvent::Chunk)
         .map_err(StreamDecodeError)
+}
+
+/// The status a mid-stream error event carries (`code` or `error.code`), 500 if none.
+fn error_status(event: &Value) -> u16 {
+    let code = event
+        .get("code")
+        .or_else(|| event.get("error").and_then(|error| error.get("code")));
+    code.and_then(Value::as_u64)
+        .and_then(|code| u16::try_from(code).ok())
+        .filter(|code| (400..600).contains(code))
+        .unwrap_or(500)
+}
+
+/// How a stream stopped short of `[DONE]`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StreamBreak {
+    /// The connection closed cleanly before `[DONE]`.
+    ClosedEarly,
+    /// Reading failed below HTTP.
+    Failed(crate::Transport),
+    /// The server reported an error inside the stream.
+    ServerError {
+        /// The status the event carries.
+        status: u16,
+        /// The event data, an error body.
+        body: Vec<u8>,
+    },
+    /// An event could not be decoded.
+    Malformed(StreamDecodeError),
+}
+
+impl StreamBreak {
+    /// What went wrong, for the caller's error message.
+    #[must_use]
+    pub fn problem(&self) -> String {
+        match self {
+            StreamBreak::ClosedEarly => "the connection closed before [DONE]".to_owned(),
+            StreamBreak::Failed(transport) => transport.describe().to_owned(),
+            StreamBreak::ServerError { status, body } => {
+                let message = crate::ErrorBody::parse(body)
+                    .message
+                    .unwrap_or_else(|| "no message".to_owned());
+                format!("the server reported an error (code {status}): {message}")
+            }
+            StreamBreak::Malformed(error) => error.to_string(),
+        }
+    }
+}
+
+/// What a [`StreamParser`] has ready.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Next {
+    /// A chunk of the answer.
+    Chunk(ChatChunk),
+    /// The stream stopped short; it yields nothing more after this.
+    Broken(StreamBreak),
+    /// The stream is over: after `[DONE]`, or after its break was taken.
+    End,
+    /// Nothing is ready: feed more bytes (or report the end of the body).
+    NeedBytes,
+}
+
+/// The state of one chat stream, fed with whatever bytes the HTTP client reads: chunks come
+/// out in order, then either the end or exactly one break. Chunks that arrived before an
+/// error event are delivered before the break, never dropped.
+#[derive(Debug, Default)]
+pub struct StreamParser {
+    decoder: SseDecoder,
+    pending: std::collections::VecDeque<ChatChunk>,
+    ending: Option<StreamBreak>,
+    done: bool,
+    over: bool,
+    delivered: usize,
+}
+
+impl StreamParser {
+    /// A parser at the start of a stream.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Chunks handed out so far.
+    #[must_use]
+    pub fn delivered(&self) -> usize {
+        self.delivered
+    }
+
+    /// Whether more bytes are wanted: the stream has neither finished nor broken.
+    #[must_use]
+    pub fn wants_bytes(&self) -> bool {
+        !self.done && self.ending.is_none() && !self.over
+    }
+
+    /// The next thing the stream has ready.
+    pub fn next_item(&mut self) -> Next {
+        if let Some(chunk) = self.pending.pop_front() {
+            self.delivered += 1;
+            return Next::Chunk(chunk);
+        }
+        if let Some(ending) = self.ending.take() {
+            self.over = true;
+            return Next::Broken(ending);
+        }
+        if self.done || self.over {
+            Next::End
+        } else {
+            Next::NeedBytes
+        }
+    }
+
+    /// Feeds bytes read from the body.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if !self.wants_bytes() {
+            return;
+        }
+        match self.decoder.feed(bytes) {
+            Ok(events) => {
+                for event in events {
+                    match event {
+                        StreamEvent::Chunk(chunk) => self.pending.push_back(chunk),
+                        StreamEvent::Done => {
+                            self.done = true;
+                            return;
+                        }
+                        StreamEvent::Error { status, body } => {
+                            self.ending = Some(StreamBreak::ServerError { status, body });
+                            return;
+                        }
+                    }
+                }
+            }
+            Err(error) => self.ending = Some(StreamBreak::Malformed(error)),
+        }
+    }
+
+    /// Reports that the body ended (cleanly); before `[DONE]` that is a break.
+    pub fn close(&mut self) {
+        if self.wants_bytes() {
+            self.ending = Some(StreamBreak::ClosedEarly);
+        }
+    }
+
+    /// Reports that reading the body failed.
+    pub fn fail(&mut self, transport: crate::Transport) {
+        if self.wants_bytes() {
+            self.ending = Some(StreamBreak::Failed(transport));
+        }
+    }
 }
 
 /// Rebuilds one [`ChatCompletion`] from the chunks of a stream.
@@ -406,12 +565,102 @@ mod tests {
             .feed(b"data: {\"error\":{\"message\":\"engine died\",\"code\":500}}\n\n")
             .unwrap();
         assert!(
-            matches!(&events[..], [StreamEvent::Error(data)] if data.starts_with(b"{\"error\""))
+            matches!(&events[..], [StreamEvent::Error { status: 500, body: data }] if data.starts_with(b"{\"error\""))
         );
         assert!(decoder.feed(b"data: {not json\n\n").is_err());
         let mut decoder = SseDecoder::new();
         decoder.feed(b"data: {\"id\":\"x\"").unwrap();
         assert!(decoder.has_partial_event(), "a cut stream is noticed");
+    }
+
+    #[test]
+    fn error_events_carry_their_status() {
+        let mut decoder = SseDecoder::new();
+        for (data, status) in [
+            (r#"{"error":{"code":503,"message":"x"}}"#, 503),
+            (r#"{"code":429}"#, 429),
+            (r#"{"error":{"code":"oops"}}"#, 500),
+            (r#"{"error":{"code":200}}"#, 500),
+        ] {
+            let events = decoder
+                .feed(format!("data: {data}\n\n").as_bytes())
+                .unwrap();
+            assert!(
+                matches!(events[..], [StreamEvent::Error { status: found, .. }] if found == status),
+                "{data}"
+            );
+        }
+    }
+
+    fn drain(parser: &mut StreamParser) -> (Vec<String>, Option<StreamBreak>) {
+        let mut texts = Vec::new();
+        loop {
+            match parser.next_item() {
+                Next::Chunk(chunk) => texts.push(chunk.text().to_owned()),
+                Next::Broken(ending) => return (texts, Some(ending)),
+                Next::End | Next::NeedBytes => return (texts, None),
+            }
+        }
+    }
+
+    #[test]
+    fn the_parser_delivers_chunks_before_a_break() {
+        let chunk = |text: &str| {
+            format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"{text}\"}}}}]}}\n\n")
+        };
+        let mut parser = StreamParser::new();
+        let bytes = format!(
+            "{}{}data: {{\"error\":{{\"code\":500}}}}\n\n{}",
+            chunk("a"),
+            chunk("b"),
+            chunk("c")
+        );
+        parser.feed(bytes.as_bytes());
+        let (texts, ending) = drain(&mut parser);
+        assert_eq!(texts, ["a", "b"]);
+        assert!(matches!(
+            ending,
+            Some(StreamBreak::ServerError { status: 500, .. })
+        ));
+        assert!(
+            matches!(parser.next_item(), Next::End),
+            "nothing after the break"
+        );
+        assert_eq!(parser.delivered(), 2);
+    }
+
+    #[test]
+    fn the_parser_tells_a_whole_stream_from_a_cut_one() {
+        let mut parser = StreamParser::new();
+        parser.feed(STREAM.as_bytes());
+        parser.close();
+        let (texts, ending) = drain(&mut parser);
+        assert_eq!(texts.concat(), "Hello");
+        assert!(ending.is_none());
+
+        let mut parser = StreamParser::new();
+        parser.feed(&STREAM.as_bytes()[..STREAM.len() / 2]);
+        assert!(matches!(parser.next_item(), Next::Chunk(_)));
+        parser.close();
+        let (_, ending) = drain(&mut parser);
+        assert_eq!(
+            ending.map(|ending| ending.problem()).as_deref(),
+            Some("the connection closed before [DONE]")
+        );
+
+        let mut parser = StreamParser::new();
+        parser.fail(crate::Transport::Reset);
+        assert!(matches!(
+            parser.next_item(),
+            Next::Broken(StreamBreak::Failed(crate::Transport::Reset))
+        ));
+
+        let mut parser = StreamParser::new();
+        parser.feed(b"data: {broken\n\n");
+        assert!(matches!(
+            parser.next_item(),
+            Next::Broken(StreamBreak::Malformed(_))
+        ));
     }
 
     #[test]

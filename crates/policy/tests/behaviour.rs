@@ -48,16 +48,15 @@ impl Client {
             .start_call(self.now, Delivery::Streamed, self.models.len())
     }
 
+    /// Admits `call`, sleeping (on virtual time) through every wait and following every
+    /// fallback, as an adapter does.
     fn admit(&mut self, call: &mut Call) -> Admission {
         loop {
             let key = self.models[call.model()];
             match self.policy.admit(&mut self.state, call, key, self.now) {
-                Admission::Send { wait } => {
-                    self.now += wait;
-                    return Admission::Send { wait };
-                }
+                Admission::Wait(wait) => self.now += wait,
                 Admission::FallBack { .. } => {}
-                reject @ Admission::Reject(_) => return reject,
+                other => return other,
             }
         }
     }
@@ -290,7 +289,7 @@ fn row_429_hint_blocks_other_calls_to_the_model() {
     let admission = client
         .policy
         .admit(&mut client.state, &mut second, MODEL, start + secs(1));
-    assert_eq!(admission, Admission::Send { wait: secs(3) });
+    assert_eq!(admission, Admission::Wait(secs(3)));
 }
 
 #[test]
@@ -506,7 +505,7 @@ fn row_503_breaker_opens_and_fails_fast_then_probes() {
 
     client.now += PolicyConfig::default().breaker.open_for;
     let mut probe = client.call();
-    assert!(matches!(client.admit(&mut probe), Admission::Send { .. }));
+    assert!(matches!(client.admit(&mut probe), Admission::Send));
     let mut other = client.call();
     assert!(
         matches!(client.admit(&mut other), Admission::Reject(_)),
@@ -542,7 +541,7 @@ fn row_503_open_breaker_hands_over_to_the_fallback() {
     )));
     // New calls skip the open primary at admission.
     let mut next = client.call();
-    assert!(matches!(client.admit(&mut next), Admission::Send { .. }));
+    assert!(matches!(client.admit(&mut next), Admission::Send));
     assert_eq!(next.model(), 1);
 }
 

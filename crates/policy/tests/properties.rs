@@ -109,7 +109,11 @@ fn run(
     for answer in answers.iter().cycle().take(64) {
         let key = ["m0", "m1", "m2"][call.model()];
         match policy.admit(&mut state, &mut call, key, now) {
-            Admission::Send { wait } => now += wait,
+            Admission::Send => {}
+            Admission::Wait(wait) => {
+                now += wait;
+                continue;
+            }
             Admission::FallBack { .. } => continue,
             Admission::Reject(_) => break,
         }
