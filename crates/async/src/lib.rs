@@ -303,6 +303,10 @@ impl ClientBuilder {
 /// reqwest's own default does), or against Mozilla's bundled roots where the system has
 /// none installed (minimal containers).
 fn tls_config() -> Result<rustls::ClientConfig, Error> {
+    // Make ring the process-wide default when nothing else chose one. reqwest is built
+    // without a provider of its own here, and reqwest falls back to the installed default,
+    // so other reqwest clients in the same program keep working. An installed one is kept.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
@@ -338,6 +342,18 @@ pub(crate) fn test_http() -> reqwest::Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn other_reqwest_clients_in_the_program_keep_working() {
+        // reqwest has no rustls provider of its own in this build; ours installs ring as
+        // the process default, which a plain reqwest client then uses.
+        let _ours = Client::builder()
+            .api_key("k")
+            .base_url("http://127.0.0.1:9")
+            .build()
+            .unwrap();
+        assert!(reqwest::Client::builder().build().is_ok());
+    }
 
     #[test]
     fn the_key_never_shows_in_debug_output() {

@@ -1,0 +1,60 @@
+//! Adapter overhead on the success path: `novita-reqwest` against raw reqwest, both posting
+//! the same chat completion to `novita-mock` on loopback, side by side in one run.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use novita_mock::MockServer;
+use novita_policy::wire::{ChatCompletion, ChatRequest};
+
+fn overhead(c: &mut Criterion) {
+    let server = MockServer::start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let request = ChatRequest::new(novita_mock::DEFAULT_MODELS[0], "benchmark");
+    let url = format!("{}/chat/completions", server.base_url());
+    let authorization = format!("Bearer {}", server.api_key());
+
+    let client = novita_reqwest::Client::builder()
+        .api_key(server.api_key())
+        .base_url(server.base_url())
+        .build()
+        .expect("the client builds");
+    // Built after ours, which installs ring as the process's rustls provider: reqwest has
+    // no provider of its own in this workspace (see crates/async/Cargo.toml).
+    let raw = reqwest::Client::builder()
+        .build()
+        .expect("the raw client builds");
+
+    let mut group = c.benchmark_group("async");
+    group.bench_function("raw_reqwest", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let body = serde_json::to_vec(&request).expect("serialisable");
+                let response = raw
+                    .post(&url)
+                    .header("authorization", &authorization)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("the mock answers");
+                let bytes = response.bytes().await.expect("a body");
+                black_box(serde_json::from_slice::<ChatCompletion>(&bytes).expect("a completion"))
+            })
+        });
+    });
+    group.bench_function("novita_reqwest", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                black_box(client.chat(&request).await.expect("the mock answers"))
+            })
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, overhead);
+criterion_main!(benches);
