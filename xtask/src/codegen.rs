@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::{fmt, fs, io};
 
+use crate::ops;
 use crate::spec::{self, CLASSES, Codes, RATE_LIMITS, RETRIES, Spec};
 
 /// The spec, relative to the workspace root.
@@ -103,6 +104,12 @@ pub(crate) fn run(root: &Path, mode: Mode) -> Result<Vec<Outcome>, Error> {
         match mode {
             Mode::Check => stale.push(relative),
             Mode::Write => {
+                if let Some(folder) = path.parent() {
+                    fs::create_dir_all(folder).map_err(|source| Error::Write {
+                        path: path.clone(),
+                        source,
+                    })?;
+                }
                 fs::write(&path, contents).map_err(|source| Error::Write { path, source })?;
                 outcomes.push(Outcome::Updated(relative));
             }
@@ -127,7 +134,15 @@ pub(crate) fn render_all(root: &Path) -> Result<Vec<(PathBuf, String)>, Error> {
         problems,
     })?;
     let catalog = rustfmt(&render_catalog(&spec))?;
-    Ok(vec![(PathBuf::from(CATALOG), catalog)])
+    Ok(vec![
+        (PathBuf::from(CATALOG), catalog),
+        (PathBuf::from(ops::ALERTS), ops::render_rules(&spec)),
+        (
+            PathBuf::from(ops::ALERT_TESTS),
+            ops::render_rule_tests(&spec),
+        ),
+        (PathBuf::from(ops::REFERENCE), ops::render_reference(&spec)),
+    ])
 }
 
 /// The catalog's `generated.rs`, before rustfmt.

@@ -1,7 +1,8 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
 //! - `cargo xtask codegen` regenerates the committed files derived from
-//!   `crates/catalog/errors.toml`.
+//!   `crates/catalog/errors.toml`: the catalog's data, the Prometheus alerting rules and
+//!   their promtool tests, and the error reference `docs/errors.md`.
 //! - `cargo xtask codegen --check` fails, naming the file, when a committed file differs
 //!   from what the spec generates (CI runs it).
 //! - `cargo xtask bench [--quick]` runs the benchmarks and the fleet simulation and
@@ -12,6 +13,7 @@ use std::process::ExitCode;
 
 mod bench;
 mod codegen;
+mod ops;
 mod spec;
 
 const USAGE: &str = "usage: cargo xtask codegen [--check] | cargo xtask bench [--quick]";

@@ -79,11 +79,41 @@ pub(crate) struct Entry {
     pub(crate) escalations: Vec<usize>,
 }
 
+/// A validated alerting rule with its unit tests.
+#[derive(Debug)]
+pub(crate) struct Alert {
+    pub(crate) name: String,
+    pub(crate) severity: &'static str,
+    pub(crate) for_: String,
+    pub(crate) expr: String,
+    pub(crate) summary: String,
+    /// The ops actions of the runbook entries, in order, without repeats.
+    pub(crate) runbook: Vec<String>,
+    pub(crate) tests: Vec<AlertTest>,
+}
+
+/// One promtool unit test of an alert.
+#[derive(Debug)]
+pub(crate) struct AlertTest {
+    pub(crate) description: String,
+    pub(crate) series: Vec<(String, String)>,
+    pub(crate) eval_time: String,
+    pub(crate) fires: Vec<BTreeMap<String, String>>,
+}
+
+/// The severities an alert may carry.
+const SEVERITIES: &[(&str, &str)] = &[
+    ("info", "info"),
+    ("warning", "warning"),
+    ("critical", "critical"),
+];
+
 /// A validated spec: entries ordered by status, each status entry followed by its reasons.
 #[derive(Debug)]
 pub(crate) struct Spec {
     pub(crate) escalations: Vec<Escalation>,
     pub(crate) entries: Vec<Entry>,
+    pub(crate) alerts: Vec<Alert>,
 }
 
 #[derive(Deserialize)]
@@ -93,6 +123,38 @@ struct RawSpec {
     escalation: Vec<Spanned<RawEscalation>>,
     #[serde(default)]
     entry: Vec<Spanned<RawEntry>>,
+    #[serde(default)]
+    alert: Vec<Spanned<RawAlert>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlert {
+    name: Spanned<String>,
+    severity: Spanned<String>,
+    #[serde(rename = "for")]
+    for_: Spanned<String>,
+    expr: Spanned<String>,
+    summary: Spanned<String>,
+    runbook: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    test: Vec<Spanned<RawAlertTest>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlertTest {
+    description: Spanned<String>,
+    series: Vec<RawSeries>,
+    eval_time: Spanned<String>,
+    fires: Vec<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSeries {
+    series: String,
+    values: String,
 }
 
 #[derive(Deserialize)]
@@ -236,10 +298,143 @@ impl Validator {
         }
 
         entries.sort_by_key(|(codes, _)| *codes);
+        let entries: Vec<Entry> = entries.into_iter().flat_map(|(_, group)| group).collect();
+        let alerts = self.alerts(raw.alert, &entries, &names_seen);
         Spec {
             escalations,
-            entries: entries.into_iter().flat_map(|(_, group)| group).collect(),
+            entries,
+            alerts,
         }
+    }
+
+    /// Validates the alerts; `names_seen` holds every entry name, valid or not, so that an
+    /// invalid entry (already reported) does not also fail the alerts that point to it.
+    fn alerts(
+        &mut self,
+        raw: Vec<Spanned<RawAlert>>,
+        entries: &[Entry],
+        names_seen: &BTreeMap<String, usize>,
+    ) -> Vec<Alert> {
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        let mut alerts = Vec::new();
+        for item in raw {
+            let line = self.lines.line(item.span().start);
+            let item = item.into_inner();
+            let name = item.name.get_ref().clone();
+            let label = format!("alert {name:?}");
+            let camel = name.starts_with(|c: char| c.is_ascii_uppercase())
+                && name.chars().all(|c| c.is_ascii_alphanumeric());
+            if !camel {
+                self.report(&item.name, format!("{label}: name must be CamelCase"));
+            }
+            if let Some(first) = seen.insert(name.clone(), line) {
+                self.report(
+                    &item.name,
+                    format!("{label}: duplicate name, already defined on line {first}"),
+                );
+            }
+            let severity = self.choice(&label, "severity", &item.severity, SEVERITIES);
+            let for_ = item.for_.get_ref();
+            let duration = for_.len() > 1
+                && for_[..for_.len() - 1].bytes().all(|b| b.is_ascii_digit())
+                && for_.ends_with(['s', 'm', 'h']);
+            if !duration {
+                self.report(
+                    &item.for_,
+                    format!("{label}: for must be a duration such as \"5m\", not {for_:?}"),
+                );
+            }
+            if item.expr.get_ref().trim().is_empty() {
+                self.report(&item.expr, format!("{label}: expr is empty"));
+            }
+            self.one_line_text(&label, "summary", &item.summary);
+            let placeholders = placeholders(item.summary.get_ref());
+            let mut runbook: Vec<String> = Vec::new();
+            if item.runbook.get_ref().is_empty() {
+                self.report(
+                    &item.runbook,
+                    format!("{label}: runbook needs at least one entry"),
+                );
+            }
+            for entry_name in item.runbook.get_ref() {
+                match entries
+                    .iter()
+                    .find(|entry| &entry.name == entry_name.get_ref())
+                {
+                    Some(entry) if entry.ops_actions.is_empty() => self.report(
+                        entry_name,
+                        format!(
+                            "{label}: entry {:?} has no ops_actions for a runbook",
+                            entry_name.get_ref()
+                        ),
+                    ),
+                    Some(entry) => {
+                        for action in &entry.ops_actions {
+                            if !runbook.contains(action) {
+                                runbook.push(action.clone());
+                            }
+                        }
+                    }
+                    None if names_seen.contains_key(entry_name.get_ref()) => {}
+                    None => self.report(
+                        entry_name,
+                        format!(
+                            "{label}: runbook names unknown entry {:?}",
+                            entry_name.get_ref()
+                        ),
+                    ),
+                }
+            }
+            let mut tests = Vec::new();
+            let (mut fires, mut quiet) = (false, false);
+            for test in item.test {
+                let test = test.into_inner();
+                for expected in &test.fires {
+                    for placeholder in &placeholders {
+                        if !expected.contains_key(placeholder) {
+                            self.report(
+                                &test.eval_time,
+                                format!("{label}: a test's `fires` lacks the label {placeholder:?} the summary uses"),
+                            );
+                        }
+                    }
+                }
+                if test.series.is_empty() {
+                    self.report(
+                        &test.description,
+                        format!("{label}: a test needs input series"),
+                    );
+                }
+                fires |= !test.fires.is_empty();
+                quiet |= test.fires.is_empty();
+                tests.push(AlertTest {
+                    description: test.description.into_inner(),
+                    series: test
+                        .series
+                        .into_iter()
+                        .map(|series| (series.series, series.values))
+                        .collect(),
+                    eval_time: test.eval_time.into_inner(),
+                    fires: test.fires,
+                });
+            }
+            if !(fires && quiet) {
+                self.report(
+                    &item.name,
+                    format!("{label}: needs a test that fires and a test that stays quiet"),
+                );
+            }
+            alerts.push(Alert {
+                name,
+                severity: severity.unwrap_or("warning"),
+                for_: item.for_.into_inner(),
+                expr: item.expr.into_inner().trim().to_owned(),
+                summary: item.summary.into_inner(),
+                runbook,
+                tests,
+            });
+        }
+        alerts
     }
 
     fn escalations(&mut self, raw: Vec<Spanned<RawEscalation>>) -> Vec<Escalation> {
@@ -547,6 +742,17 @@ impl Validator {
         }
         valid.then_some(indexes)
     }
+}
+
+/// The label names a summary template uses: `{{ $labels.NAME }}`.
+pub(crate) fn placeholders(template: &str) -> Vec<String> {
+    template
+        .split("{{")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("}}"))
+        .filter_map(|(inside, _)| inside.trim().strip_prefix("$labels."))
+        .map(|name| name.trim().to_owned())
+        .collect()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
