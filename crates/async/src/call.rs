@@ -10,9 +10,10 @@ use novita_policy::{Action, Admission, Clock, Decision, Delivery, NO_HEADERS, Ou
 use serde_json::Value;
 use tracing::{Instrument, debug, info, warn};
 
-use crate::stream::{ChatStream, Step, transport_of};
-use crate::transport::{Phase, classify};
+use crate::stream::{ChatStream, Step};
+use crate::transport::classify;
 use crate::{Client, Error};
+use novita_policy::Phase;
 
 /// The error of the HTTP layer kept as the source of a failed call.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -209,6 +210,8 @@ impl Client {
         Fut: Future<Output = Received<T>>,
     {
         let inner = &self.inner;
+        #[cfg(feature = "metrics")]
+        novita_policy::metrics::describe_once();
         let url = inner.settings.url(job.route);
         let start = self.now();
         let mut call = inner.policy.start_call(start, delivery, job.models.len());
@@ -218,12 +221,9 @@ impl Client {
             // Admission: wait out pacing and hints, asking again after every wait (a hint
             // may arrive meanwhile), and follow the breaker to fallback models.
             loop {
+                // The lock is taken and released inside `admit`: never held across an await.
                 let key = &job.models[call.model()];
-                // The lock is a temporary of this statement: released before any await.
-                let admission =
-                    inner
-                        .policy
-                        .admit(&mut self.lock().state, &mut call, key, self.now());
+                let admission = self.admit(&mut call, key);
                 match admission {
                     Admission::Send => break,
                     Admission::Wait(wait) => {
@@ -302,6 +302,8 @@ impl Client {
                                 elapsed_ms = report.elapsed.as_millis(),
                                 "done"
                             );
+                            #[cfg(feature = "metrics")]
+                            novita_policy::metrics::succeeded(&report.model, report.elapsed);
                             return Ok(Answer { value, report });
                         }
                         Received::Broken(transport, error) => (
@@ -316,7 +318,15 @@ impl Client {
                             };
                             (self.decide(&mut call, &model, &outcome), None)
                         }
-                        Received::Invalid(error) => return Err(error),
+                        Received::Invalid(error) => {
+                            #[cfg(feature = "metrics")]
+                            novita_policy::metrics::unusable(
+                                &model,
+                                status,
+                                self.now().saturating_sub(start),
+                            );
+                            return Err(error);
+                        }
                     }
                 }
             };
@@ -408,6 +418,17 @@ impl Client {
         })
     }
 
+    /// Asks the policy whether the next attempt may go to model `key` now. The lock is
+    /// taken and released inside this synchronous function, as in [`decide`](Self::decide).
+    fn admit(&self, call: &mut novita_policy::Call, key: &str) -> Admission {
+        let now = self.now();
+        let mut shared = self.lock();
+        let admission = self.inner.policy.admit(&mut shared.state, call, key, now);
+        #[cfg(feature = "metrics")]
+        novita_policy::metrics::admitted(&shared.state, key, &admission, now);
+        admission
+    }
+
     /// Hands one outcome to the policy. The lock is taken and released inside this
     /// synchronous function, so it is never held across an `.await`.
     fn decide(
@@ -423,9 +444,12 @@ impl Client {
         };
         let mut shared = self.lock();
         let draw = shared.rng.draw();
-        inner
+        let decision = inner
             .policy
-            .decide(&mut shared.state, call, model, outcome, clock, draw)
+            .decide(&mut shared.state, call, model, outcome, clock, draw);
+        #[cfg(feature = "metrics")]
+        novita_policy::metrics::decided(&shared.state, model, outcome, &decision, clock.now);
+        decision
     }
 
     fn gave_up(
@@ -434,8 +458,11 @@ impl Client {
         job: &Job<'_>,
         source: Option<BoxError>,
     ) -> Error {
+        let model = job.models[give_up.model.min(job.models.len() - 1)].clone();
+        #[cfg(feature = "metrics")]
+        novita_policy::metrics::gave_up(&model, &give_up);
         CallError::GaveUp {
-            model: job.models[give_up.model.min(job.models.len() - 1)].clone(),
+            model,
             give_up,
             key_source: self.inner.settings.key_source,
             source,
@@ -492,7 +519,7 @@ async fn assemble(mut stream: ChatStream) -> Received<ChatCompletion> {
             Step::Chunk(chunk) => assembler.push(&chunk),
             Step::End => return Received::Value(assembler.finish()),
             Step::Broken(ending, failure) => {
-                if let Some(transport) = transport_of(&ending) {
+                if let Some(transport) = ending.transport() {
                     return Received::Broken(transport, failure);
                 }
                 return match ending {

@@ -16,7 +16,8 @@ use tokio::time::{Instant, Sleep};
 
 use crate::Error;
 use crate::call::BoxError;
-use crate::transport::{Phase, classify};
+use crate::transport::classify;
+use novita_policy::Phase;
 
 /// The chunks of a streamed chat completion, as they arrive.
 ///
@@ -121,16 +122,6 @@ impl ChatStream {
                 }
             }
         }
-    }
-}
-
-/// Where a broken stream goes when it was the policy's own switch to streaming: back to
-/// the policy as a failed attempt.
-pub(crate) fn transport_of(ending: &StreamBreak) -> Option<Transport> {
-    match ending {
-        StreamBreak::ClosedEarly => Some(Transport::Reset),
-        StreamBreak::Failed(transport) => Some(*transport),
-        _ => None,
     }
 }
 

@@ -3,15 +3,7 @@
 use std::error::Error as StdError;
 use std::io;
 
-use novita_policy::Transport;
-
-/// Where in the exchange an error happened: a timeout before the headers is a gateway-style
-/// timeout, one while reading the body is a stalled body.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Phase {
-    Headers,
-    Body,
-}
+use novita_policy::{Phase, Transport};
 
 /// What reqwest's error means to the policy. reqwest exposes a few predicates; the rest is
 /// found by walking the error's source chain (hyper, rustls and I/O errors).
@@ -25,7 +17,7 @@ pub(crate) fn classify(error: &reqwest::Error, phase: Phase) -> Transport {
         return Transport::Connect;
     }
     if error.is_timeout() {
-        return timeout(phase);
+        return Transport::timeout(phase);
     }
     for source in chain(error) {
         if let Some(error) = source.downcast_ref::<io::Error>() {
@@ -39,7 +31,7 @@ pub(crate) fn classify(error: &reqwest::Error, phase: Phase) -> Transport {
                 return Transport::Reset;
             }
             if error.is_timeout() {
-                return timeout(phase);
+                return Transport::timeout(phase);
             }
         }
     }
@@ -56,25 +48,7 @@ pub(crate) fn classify_io(error: &io::Error, phase: Phase) -> Transport {
     {
         return Transport::Tls;
     }
-    match error.kind() {
-        io::ErrorKind::ConnectionRefused
-        | io::ErrorKind::NotConnected
-        | io::ErrorKind::AddrNotAvailable => Transport::Connect,
-        io::ErrorKind::ConnectionReset
-        | io::ErrorKind::ConnectionAborted
-        | io::ErrorKind::BrokenPipe
-        | io::ErrorKind::UnexpectedEof => Transport::Reset,
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => timeout(phase),
-        _ if phase == Phase::Body => Transport::BodyRead,
-        _ => Transport::Other,
-    }
-}
-
-fn timeout(phase: Phase) -> Transport {
-    match phase {
-        Phase::Headers => Transport::TimeoutBeforeHeaders,
-        Phase::Body => Transport::TimeoutAfterHeaders,
-    }
+    Transport::from_io(error.kind(), phase)
 }
 
 /// The error's sources, outermost first (the error itself excluded). An `io::Error`
@@ -114,44 +88,6 @@ mod tests {
     use novita_mock::{Fault, MockServer, Route};
 
     use super::*;
-
-    #[test]
-    fn io_errors_map_by_kind_and_phase() {
-        let cases = [
-            (
-                io::ErrorKind::ConnectionRefused,
-                Phase::Headers,
-                Transport::Connect,
-            ),
-            (
-                io::ErrorKind::ConnectionReset,
-                Phase::Headers,
-                Transport::Reset,
-            ),
-            (io::ErrorKind::UnexpectedEof, Phase::Body, Transport::Reset),
-            (
-                io::ErrorKind::TimedOut,
-                Phase::Headers,
-                Transport::TimeoutBeforeHeaders,
-            ),
-            (
-                io::ErrorKind::TimedOut,
-                Phase::Body,
-                Transport::TimeoutAfterHeaders,
-            ),
-            (io::ErrorKind::Other, Phase::Body, Transport::BodyRead),
-            (io::ErrorKind::Other, Phase::Headers, Transport::Other),
-        ];
-        for (kind, phase, expected) in cases {
-            assert_eq!(
-                classify_io(&io::Error::from(kind), phase),
-                expected,
-                "{kind:?} {phase:?}"
-            );
-        }
-        let tls = io::Error::new(io::ErrorKind::InvalidData, rustls::Error::DecryptError);
-        assert_eq!(classify_io(&tls, Phase::Headers), Transport::Tls);
-    }
 
     async fn send_error(request: reqwest::RequestBuilder) -> reqwest::Error {
         match request.send().await {

@@ -9,9 +9,10 @@ use novita_policy::{Action, Admission, Clock, Decision, Delivery, NO_HEADERS, Ou
 use serde_json::Value;
 use tracing::{debug, info, warn};
 
-use crate::stream::{ChatStream, Step, transport_of};
-use crate::transport::{Phase, classify};
+use crate::stream::{ChatStream, Step};
+use crate::transport::classify;
 use crate::{Client, Error};
+use novita_policy::Phase;
 
 /// The most bytes of a successful body read into memory (answers are far smaller).
 const MAX_SUCCESS_BODY: u64 = 64 * 1024 * 1024;
@@ -171,6 +172,8 @@ impl Client {
         mut on_success: impl FnMut(ureq::http::Response<ureq::Body>, Delivery, &str) -> Received<T>,
     ) -> Result<Answer<T>, Error> {
         let inner = &self.inner;
+        #[cfg(feature = "metrics")]
+        novita_policy::metrics::describe_once();
         let url = inner.settings.url(job.route);
         let start = self.now();
         let mut call = inner.policy.start_call(start, delivery, job.models.len());
@@ -183,10 +186,7 @@ impl Client {
             // may arrive meanwhile), and follow the breaker to fallback models.
             loop {
                 let key = &job.models[call.model()];
-                let admission =
-                    inner
-                        .policy
-                        .admit(&mut self.lock().state, &mut call, key, self.now());
+                let admission = self.admit(&mut call, key);
                 match admission {
                     Admission::Send => break,
                     Admission::Wait(wait) => {
@@ -257,6 +257,8 @@ impl Client {
                                 elapsed_ms = report.elapsed.as_millis(),
                                 "done"
                             );
+                            #[cfg(feature = "metrics")]
+                            novita_policy::metrics::succeeded(&report.model, report.elapsed);
                             return Ok(Answer { value, report });
                         }
                         Received::Broken(transport, error) => (
@@ -271,7 +273,15 @@ impl Client {
                             };
                             (self.decide(&mut call, &model, &outcome), None)
                         }
-                        Received::Invalid(error) => return Err(error),
+                        Received::Invalid(error) => {
+                            #[cfg(feature = "metrics")]
+                            novita_policy::metrics::unusable(
+                                &model,
+                                status,
+                                self.now().saturating_sub(start),
+                            );
+                            return Err(error);
+                        }
                     }
                 }
             };
@@ -355,6 +365,16 @@ impl Client {
         builder.send(&bytes[..])
     }
 
+    /// Asks the policy whether the next attempt may go to model `key` now.
+    fn admit(&self, call: &mut novita_policy::Call, key: &str) -> Admission {
+        let now = self.now();
+        let mut shared = self.lock();
+        let admission = self.inner.policy.admit(&mut shared.state, call, key, now);
+        #[cfg(feature = "metrics")]
+        novita_policy::metrics::admitted(&shared.state, key, &admission, now);
+        admission
+    }
+
     fn decide(
         &self,
         call: &mut novita_policy::Call,
@@ -368,9 +388,12 @@ impl Client {
         };
         let mut shared = self.lock();
         let draw = shared.rng.draw();
-        inner
+        let decision = inner
             .policy
-            .decide(&mut shared.state, call, model, outcome, clock, draw)
+            .decide(&mut shared.state, call, model, outcome, clock, draw);
+        #[cfg(feature = "metrics")]
+        novita_policy::metrics::decided(&shared.state, model, outcome, &decision, clock.now);
+        decision
     }
 
     fn gave_up(
@@ -379,8 +402,11 @@ impl Client {
         job: &Job<'_>,
         source: Option<ureq::Error>,
     ) -> Error {
+        let model = job.models[give_up.model.min(job.models.len() - 1)].clone();
+        #[cfg(feature = "metrics")]
+        novita_policy::metrics::gave_up(&model, &give_up);
         CallError::GaveUp {
-            model: job.models[give_up.model.min(job.models.len() - 1)].clone(),
+            model,
             give_up,
             key_source: self.inner.settings.key_source,
             source: source.map(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>),
@@ -438,7 +464,7 @@ fn assemble(mut stream: ChatStream) -> Received<ChatCompletion> {
             Step::Chunk(chunk) => assembler.push(&chunk),
             Step::End => return Received::Value(assembler.finish()),
             Step::Broken(ending, failure) => {
-                if let Some(transport) = transport_of(&ending) {
+                if let Some(transport) = ending.transport() {
                     return Received::Broken(transport, failure);
                 }
                 return match ending {

@@ -3,12 +3,12 @@
 use std::fmt;
 use std::io::Read;
 
-use novita_policy::Transport;
 use novita_policy::adapter::CallError;
 use novita_policy::wire::{ChatChunk, Next, StreamBreak, StreamParser};
 
 use crate::Error;
-use crate::transport::{Phase, classify_io};
+use crate::transport::classify_io;
+use novita_policy::Phase;
 
 /// The chunks of a streamed chat completion, as they arrive.
 ///
@@ -73,16 +73,6 @@ impl ChatStream {
                 _ => return Step::End,
             }
         }
-    }
-}
-
-/// Where a broken stream goes when it was the policy's own switch to streaming: back to
-/// the policy as a failed attempt.
-pub(crate) fn transport_of(ending: &StreamBreak) -> Option<Transport> {
-    match ending {
-        StreamBreak::ClosedEarly => Some(Transport::Reset),
-        StreamBreak::Failed(transport) => Some(*transport),
-        _ => None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! the embedded mock. Needs no API key and no network.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use novita_mock::{Fault, MockServer, Route};
@@ -14,7 +15,54 @@ const FALLBACK: &str = novita_mock::DEFAULT_MODELS[1];
 
 /// Arguments of `novita demo`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {}
+pub(crate) struct Args {
+    /// Serve the clients' Prometheus metrics at http://ADDR/metrics while the demo runs
+    /// (ADDR is IP:PORT, for example 127.0.0.1:9184)
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<String>,
+    /// With --metrics-addr: keep serving /metrics for SECS seconds after the report is
+    /// printed, so the final numbers can be scraped
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 0,
+        requires = "metrics_addr"
+    )]
+    metrics_linger: u64,
+}
+
+/// The buckets of the seconds histograms (`novita_wait_seconds`,
+/// `novita_call_duration_seconds`): from a quick retry to the policy's 5-minute deadline.
+const SECONDS_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// Installs the Prometheus recorder with its HTTP listener on `addr` (on the exporter's own
+/// background thread), before any client records.
+fn serve_metrics(addr: &str) -> Result<(), String> {
+    let socket: SocketAddr = addr.trim().parse().map_err(|_| {
+        format!("invalid --metrics-addr {addr:?}: expected IP:PORT, such as 127.0.0.1:9184")
+    })?;
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(socket)
+        .set_buckets(&SECONDS_BUCKETS)
+        .and_then(metrics_exporter_prometheus::PrometheusBuilder::install)
+        .map_err(|error| format!("cannot serve metrics at {socket}: {error}"))?;
+    eprintln!("metrics at http://{socket}/metrics");
+    Ok(())
+}
+
+/// After the report is printed: keeps the process (and so `/metrics`) up for
+/// `--metrics-linger` seconds when metrics are served.
+pub(crate) fn linger(args: &Args) {
+    if args.metrics_addr.is_some() && args.metrics_linger > 0 {
+        eprintln!(
+            "novita demo: serving metrics for {} more seconds",
+            args.metrics_linger
+        );
+        std::thread::sleep(Duration::from_secs(args.metrics_linger));
+    }
+}
 
 /// What a scenario is designed to end in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -237,7 +285,10 @@ impl Row {
     }
 }
 
-pub(crate) fn run(_args: &Args) -> Result<String, String> {
+pub(crate) fn run(args: &Args) -> Result<String, String> {
+    if let Some(addr) = &args.metrics_addr {
+        serve_metrics(addr)?;
+    }
     let started = Instant::now();
     let server = MockServer::start();
     let runtime = tokio::runtime::Builder::new_multi_thread()

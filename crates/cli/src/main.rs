@@ -58,6 +58,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => match demo::run(&args) {
             Ok(report) => {
                 print(&report);
+                demo::linger(&args);
                 let code = if demo::all_as_designed(&report) {
                     exit::SUCCESS
                 } else {

@@ -86,6 +86,8 @@ pub struct Cause {
     pub rate_limit: Option<RateLimit>,
     /// How long the server asked to wait, if it did.
     pub server_hint: Option<Duration>,
+    /// The catalog entry of the error (refined by its reason), if it has one.
+    pub entry: Option<&'static Entry>,
 }
 
 impl fmt::Display for Cause {

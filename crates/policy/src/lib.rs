@@ -14,7 +14,10 @@
 //! Two modules serve the adapters, still without I/O: [`wire`] (the OpenAI-compatible
 //! request and response types, the server-sent-events decoder and the stream assembler)
 //! and [`adapter`] (the redacted API key, settings resolution, the call error and report),
-//! so `novita-ureq` and `novita-reqwest` share them instead of writing them twice.
+//! so `novita-ureq` and `novita-reqwest` share them instead of writing them twice. With the
+//! `metrics` feature, `metrics` holds the recording helpers the adapters call after each
+//! decision (Prometheus-style metrics through the `metrics` facade); the decisions
+//! themselves never record.
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};
@@ -42,6 +45,8 @@ mod budget;
 mod config;
 mod decision;
 pub mod hints;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod outcome;
 mod pacing;
 mod policy;
@@ -55,7 +60,7 @@ pub use budget::{BudgetConfig, RetryBudget};
 pub use config::{AttemptLimits, ConfigError, PolicyConfig};
 pub use decision::{Action, Cause, Decision, GiveUp, Seconds, Stop};
 pub use hints::{Headers, NO_HEADERS};
-pub use outcome::{Delivery, Outcome, Transport};
+pub use outcome::{Delivery, Outcome, Phase, Transport};
 pub use pacing::{Pacer, PacingConfig};
 pub use policy::{Admission, Call, ClientState, Clock, Policy};
 pub use random::{Draw, SplitMix64};

@@ -1,6 +1,6 @@
 //! What an attempt produced, as the policy sees it: a response, or a transport failure.
 
-use std::fmt;
+use std::{fmt, io};
 
 use crate::Headers;
 
@@ -79,6 +79,45 @@ impl Transport {
     }
 }
 
+/// Where in an exchange a transport failure happened: a timeout before the response headers
+/// is a gateway-style timeout, one while reading the body is a stalled body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Connecting, sending, or waiting for the response headers.
+    Headers,
+    /// Reading the response body.
+    Body,
+}
+
+impl Transport {
+    /// The timeout of this phase.
+    #[must_use]
+    pub const fn timeout(phase: Phase) -> Self {
+        match phase {
+            Phase::Headers => Transport::TimeoutBeforeHeaders,
+            Phase::Body => Transport::TimeoutAfterHeaders,
+        }
+    }
+
+    /// What an I/O error of this kind stands for, in this phase: the part of every HTTP
+    /// client's error mapping that does not depend on the client.
+    #[must_use]
+    pub fn from_io(kind: io::ErrorKind, phase: Phase) -> Self {
+        match kind {
+            io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::NotConnected
+            | io::ErrorKind::AddrNotAvailable => Transport::Connect,
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof => Transport::Reset,
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Transport::timeout(phase),
+            _ if phase == Phase::Body => Transport::BodyRead,
+            _ => Transport::Other,
+        }
+    }
+}
+
 impl fmt::Display for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.describe())
@@ -92,4 +131,45 @@ pub enum Delivery {
     Buffered,
     /// Server-sent events as tokens are generated.
     Streamed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_map_by_kind_and_phase() {
+        let cases = [
+            (
+                io::ErrorKind::ConnectionRefused,
+                Phase::Headers,
+                Transport::Connect,
+            ),
+            (
+                io::ErrorKind::ConnectionReset,
+                Phase::Headers,
+                Transport::Reset,
+            ),
+            (io::ErrorKind::UnexpectedEof, Phase::Body, Transport::Reset),
+            (
+                io::ErrorKind::TimedOut,
+                Phase::Headers,
+                Transport::TimeoutBeforeHeaders,
+            ),
+            (
+                io::ErrorKind::TimedOut,
+                Phase::Body,
+                Transport::TimeoutAfterHeaders,
+            ),
+            (io::ErrorKind::Other, Phase::Body, Transport::BodyRead),
+            (io::ErrorKind::Other, Phase::Headers, Transport::Other),
+        ];
+        for (kind, phase, expected) in cases {
+            assert_eq!(
+                Transport::from_io(kind, phase),
+                expected,
+                "{kind:?} {phase:?}"
+            );
+        }
+    }
 }

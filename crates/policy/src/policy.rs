@@ -195,6 +195,7 @@ impl Failure {
             transport: self.transport,
             rate_limit: self.rate_limit,
             server_hint: self.hint,
+            entry: self.entry,
         }
     }
 }

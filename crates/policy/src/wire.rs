@@ -324,6 +324,17 @@ pub enum StreamBreak {
 }
 
 impl StreamBreak {
+    /// The transport failure this break amounts to, when it is one (a cut or failed read,
+    /// which a retry may cure); `None` for a server error or a malformed event.
+    #[must_use]
+    pub fn transport(&self) -> Option<crate::Transport> {
+        match self {
+            StreamBreak::ClosedEarly => Some(crate::Transport::Reset),
+            StreamBreak::Failed(transport) => Some(*transport),
+            _ => None,
+        }
+    }
+
     /// What went wrong, for the caller's error message.
     #[must_use]
     pub fn problem(&self) -> String {

@@ -1,0 +1,745 @@
+//! Prometheus-style metrics through the [`metrics`](https://docs.rs/metrics) facade
+//! (feature `metrics`).
+//!
+//! **The policy stays pure.** [`Policy::decide`](crate::Policy::decide) and
+//! [`Policy::admit`](crate::Policy::admit) never record anything: this module is a set of
+//! helpers the adapters (`novita-ureq` and `novita-reqwest`, each with its own `metrics`
+//! feature) call from their attempt loops, right after a decision or an admission and when a
+//! call ends, so the recording code exists once for both. The library only emits through
+//! the facade; the application installs the recorder (an exporter) it wants. Without the
+//! feature neither this module nor the `metrics` crate is compiled.
+//!
+//! Every label value is bounded: `model` is the model name an attempt went to (bounded by
+//! the client's configuration; the route, such as `models`, for calls that name no model);
+//! every other label comes from a fixed vocabulary. No prompt, request id or message is
+//! ever a label.
+//!
+//! | name | type | labels | meaning |
+//! |---|---|---|---|
+//! | `novita_requests_total` | counter | `model`, `status`, `class` | every attempt that ended: `status` is the HTTP code (`"200"`, `"503"`) or `"transport"`; `class` is `"success"` below 400, the catalog class name for errors (`client_fault`, `auth`, `permission`, `throttled`, `transient`, `server_fault`, `unknown`), `"transport"` for transport failures |
+//! | `novita_throttled_total` | counter | `model`, `limit` | every 429: `limit` is `"tpm"`, `"rpm"` or `"unknown"` |
+//! | `novita_retries_total` | counter | `model`, `class` | every [`Decision::Retry`] |
+//! | `novita_escalations_total` | counter | `model`, `action` | every [`Decision::Escalate`]: `action` is `"switch_to_streaming"`, `"fall_back"` or `"reduce_rate"` |
+//! | `novita_calls_total` | counter | `model`, `outcome` | every logical call: `outcome` is `"success"` or `"gave_up"` (and `"error"` for a call whose successful response could not be used, see [`unusable`]) |
+//! | `novita_give_ups_total` | counter | `model`, `reason`, `class` | every give-up: `reason` is the [`Stop`] in snake_case (`not_retryable`, `attempts_exhausted`, `hint_above_ceiling`, `past_deadline`, `budget_exhausted`, `circuit_open`, `not_an_http_status`); `class` as above, or `"none"` when no attempt had a response or a transport failure (a rejection at admission) |
+//! | `novita_wait_seconds` | histogram | `model`, `kind` | every wait: `kind` is `"backoff"` for retry and escalation delays, `"pacing"` for [`Admission::Wait`] |
+//! | `novita_call_duration_seconds` | histogram | `model`, `outcome` | wall time of each logical call |
+//! | `novita_retry_budget_tokens` | gauge | (none) | tokens left in the client's retry budget after each decision |
+//! | `novita_breaker_state` | gauge | `model` | `0` closed, `1` half-open, `2` open, after each decision or admission on that model |
+//! | `novita_pacing_interval_seconds` | gauge | `model` | the model's pacing interval after each decision (`0` when not paced) |
+//!
+//! For calls, `model` is the model the last attempt went to (the fallback that answered,
+//! or the one the policy gave up on).
+//!
+//! An adapter's loop calls, each under `#[cfg(feature = "metrics")]`:
+//!
+//! ```text
+//! describe_once();                                   // before the first call
+//! let admission = policy.admit(&mut state, &mut call, key, now);
+//! metrics::admitted(&state, key, &admission, now);   // pacing waits, breaker gauge
+//! let decision = policy.decide(&mut state, &mut call, key, &outcome, clock, draw);
+//! metrics::decided(&state, key, &outcome, &decision, clock.now);
+//! metrics::succeeded(&report.model, report.elapsed); // the call answered
+//! metrics::gave_up(&model, &give_up);                // the call gave up (decided or rejected)
+//! metrics::unusable(&model, status, elapsed);        // a success status, unusable body
+//! ```
+//!
+//! The same table is in `crates/policy/METRICS.md`.
+
+use std::sync::Once;
+use std::time::Duration;
+
+use metrics::{
+    SharedString, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
+};
+use novita_catalog::RateLimit;
+
+use crate::{Action, Admission, BreakerState, ClientState, Decision, GiveUp, Outcome, Stop};
+
+/// Counter: every attempt that ended (`model`, `status`, `class`).
+pub const REQUESTS_TOTAL: &str = "novita_requests_total";
+/// Counter: every 429 (`model`, `limit`).
+pub const THROTTLED_TOTAL: &str = "novita_throttled_total";
+/// Counter: every retry decision (`model`, `class`).
+pub const RETRIES_TOTAL: &str = "novita_retries_total";
+/// Counter: every escalation decision (`model`, `action`).
+pub const ESCALATIONS_TOTAL: &str = "novita_escalations_total";
+/// Counter: every logical call (`model`, `outcome`).
+pub const CALLS_TOTAL: &str = "novita_calls_total";
+/// Counter: every give-up (`model`, `reason`, `class`).
+pub const GIVE_UPS_TOTAL: &str = "novita_give_ups_total";
+/// Histogram, seconds: every wait between attempts (`model`, `kind`).
+pub const WAIT_SECONDS: &str = "novita_wait_seconds";
+/// Histogram, seconds: wall time of each logical call (`model`, `outcome`).
+pub const CALL_DURATION_SECONDS: &str = "novita_call_duration_seconds";
+/// Gauge: tokens left in the retry budget (no labels).
+pub const RETRY_BUDGET_TOKENS: &str = "novita_retry_budget_tokens";
+/// Gauge: a model's circuit breaker, 0 closed, 1 half-open, 2 open (`model`).
+pub const BREAKER_STATE: &str = "novita_breaker_state";
+/// Gauge, seconds: a model's pacing interval, 0 when not paced (`model`).
+pub const PACING_INTERVAL_SECONDS: &str = "novita_pacing_interval_seconds";
+
+/// Describes every metric (one-line help text and unit) to the installed recorder.
+///
+/// Call it after installing the recorder; describing again is harmless.
+pub fn describe() {
+    describe_counter!(
+        REQUESTS_TOTAL,
+        Unit::Count,
+        "Attempts that ended, by model, HTTP status (or transport) and error class."
+    );
+    describe_counter!(
+        THROTTLED_TOTAL,
+        Unit::Count,
+        "429 responses, by model and the rate limit hit (tpm, rpm or unknown)."
+    );
+    describe_counter!(
+        RETRIES_TOTAL,
+        Unit::Count,
+        "Retries the policy decided, by model and error class."
+    );
+    describe_counter!(
+        ESCALATIONS_TOTAL,
+        Unit::Count,
+        "Escalations the policy decided (switch to streaming, fall back, reduce rate), by model."
+    );
+    describe_counter!(
+        CALLS_TOTAL,
+        Unit::Count,
+        "Logical calls that ended, by model and outcome."
+    );
+    describe_counter!(
+        GIVE_UPS_TOTAL,
+        Unit::Count,
+        "Calls the policy gave up on, by model, reason and error class."
+    );
+    describe_histogram!(
+        WAIT_SECONDS,
+        Unit::Seconds,
+        "Waits between attempts, by model and kind (backoff or pacing)."
+    );
+    describe_histogram!(
+        CALL_DURATION_SECONDS,
+        Unit::Seconds,
+        "Wall time of each logical call, waits included, by model and outcome."
+    );
+    describe_gauge!(
+        RETRY_BUDGET_TOKENS,
+        Unit::Count,
+        "Tokens left in the client's retry budget after the latest decision."
+    );
+    describe_gauge!(
+        BREAKER_STATE,
+        Unit::Count,
+        "A model's circuit breaker: 0 closed, 1 half-open, 2 open."
+    );
+    describe_gauge!(
+        PACING_INTERVAL_SECONDS,
+        Unit::Seconds,
+        "A model's client-side pacing interval between call starts; 0 when not paced."
+    );
+}
+
+/// [`describe`], once per process: what the adapters call before their first call, so the
+/// descriptions reach the recorder installed by then.
+pub fn describe_once() {
+    static DESCRIBED: Once = Once::new();
+    DESCRIBED.call_once(describe);
+}
+
+/// Records the attempt that ended with `outcome` on `model` and the policy's `decision`:
+/// `novita_requests_total`, `novita_throttled_total` (429s), `novita_retries_total` or
+/// `novita_escalations_total` with the backoff wait, and the budget, breaker and pacing
+/// gauges read from `state` at `now`. Give-ups are counted by [`gave_up`], which also
+/// covers rejections at admission.
+pub fn decided(
+    state: &ClientState,
+    model: &str,
+    outcome: &Outcome<'_>,
+    decision: &Decision,
+    now: Duration,
+) {
+    let (status, class) = match *outcome {
+        Outcome::Transport(_) => (SharedString::const_str("transport"), "transport"),
+        Outcome::Response { status, .. } => {
+            let class = if status < 400 {
+                "success"
+            } else {
+                // The class as the policy saw it: the status refined by the body's reason.
+                let entry = match decision {
+                    Decision::GiveUp(give_up) => give_up.entry,
+                    Decision::Retry { cause, .. } | Decision::Escalate { cause, .. } => cause.entry,
+                    Decision::Done => None,
+                };
+                entry.map_or("unknown", |entry| entry.class.name())
+            };
+            (status_label(status), class)
+        }
+    };
+    request(model, status, class);
+
+    if matches!(*outcome, Outcome::Response { status: 429, .. }) {
+        let rate_limit = match decision {
+            Decision::Retry { cause, .. } | Decision::Escalate { cause, .. } => cause.rate_limit,
+            Decision::GiveUp(give_up) => give_up.rate_limit,
+            Decision::Done => None,
+        };
+        let limit = limit_label(rate_limit);
+        counter!(THROTTLED_TOTAL, "model" => model.to_owned(), "limit" => limit).increment(1);
+    }
+
+    match decision {
+        Decision::Retry { delay, .. } => {
+            counter!(RETRIES_TOTAL, "model" => model.to_owned(), "class" => class).increment(1);
+            wait(model, "backoff", *delay);
+        }
+        Decision::Escalate { action, delay, .. } => {
+            let action = action_label(*action);
+            counter!(ESCALATIONS_TOTAL, "model" => model.to_owned(), "action" => action)
+                .increment(1);
+            wait(model, "backoff", *delay);
+        }
+        Decision::Done | Decision::GiveUp(_) => {}
+    }
+
+    gauge!(RETRY_BUDGET_TOKENS).set(f64::from(state.budget().tokens()));
+    breaker(state, model, now);
+    gauge!(PACING_INTERVAL_SECONDS, "model" => model.to_owned())
+        .set(state.pacing_interval(model).as_secs_f64());
+}
+
+/// Records what [`Policy::admit`](crate::Policy::admit) answered for `model` at `now`: a
+/// pacing wait in `novita_wait_seconds` and the model's breaker gauge. A rejection is
+/// counted by [`gave_up`].
+pub fn admitted(state: &ClientState, model: &str, admission: &Admission, now: Duration) {
+    if let Admission::Wait(delay) = admission {
+        wait(model, "pacing", *delay);
+    }
+    breaker(state, model, now);
+}
+
+/// Records a call that answered: `novita_calls_total` and `novita_call_duration_seconds`
+/// with outcome `success`. `model` is the model that answered.
+pub fn succeeded(model: &str, elapsed: Duration) {
+    call(model, "success", elapsed);
+}
+
+/// Records a call the policy gave up on, after an attempt or at admission:
+/// `novita_give_ups_total`, and `novita_calls_total` and `novita_call_duration_seconds`
+/// (from [`GiveUp::elapsed`]) with outcome `gave_up`. `model` is the model the last
+/// attempt went to.
+pub fn gave_up(model: &str, give_up: &GiveUp) {
+    let class = match (give_up.transport, give_up.status) {
+        (Some(_), _) => "transport",
+        (None, Some(_)) => give_up.entry.map_or("unknown", |entry| entry.class.name()),
+        (None, None) => "none",
+    };
+    counter!(
+        GIVE_UPS_TOTAL,
+        "model" => model.to_owned(),
+        "reason" => stop_label(give_up.stop),
+        "class" => class
+    )
+    .increment(1);
+    call(model, "gave_up", give_up.elapsed);
+}
+
+/// Records a call whose last attempt got a success status (`status`, below 400) but whose
+/// body could not be used (undecodable JSON, a stream that broke the protocol): the attempt
+/// in `novita_requests_total` (class `success`: the exchange succeeded at the HTTP level,
+/// and the policy was not asked), and the call with outcome `error`.
+pub fn unusable(model: &str, status: u16, elapsed: Duration) {
+    request(model, status_label(status), "success");
+    call(model, "error", elapsed);
+}
+
+fn request(model: &str, status: SharedString, class: &'static str) {
+    counter!(REQUESTS_TOTAL, "model" => model.to_owned(), "status" => status, "class" => class)
+        .increment(1);
+}
+
+fn call(model: &str, outcome: &'static str, elapsed: Duration) {
+    counter!(CALLS_TOTAL, "model" => model.to_owned(), "outcome" => outcome).increment(1);
+    histogram!(CALL_DURATION_SECONDS, "model" => model.to_owned(), "outcome" => outcome)
+        .record(elapsed.as_secs_f64());
+}
+
+fn wait(model: &str, kind: &'static str, delay: Duration) {
+    histogram!(WAIT_SECONDS, "model" => model.to_owned(), "kind" => kind)
+        .record(delay.as_secs_f64());
+}
+
+fn breaker(state: &ClientState, model: &str, now: Duration) {
+    let value = match state.breaker(model, now) {
+        BreakerState::Closed => 0.0,
+        BreakerState::HalfOpen => 1.0,
+        BreakerState::Open { .. } => 2.0,
+    };
+    gauge!(BREAKER_STATE, "model" => model.to_owned()).set(value);
+}
+
+/// The status as a label, without allocating for the statuses Novita documents.
+fn status_label(status: u16) -> SharedString {
+    let known = match status {
+        200 => "200",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        _ => return SharedString::from(status.to_string()),
+    };
+    SharedString::const_str(known)
+}
+
+fn limit_label(limit: Option<RateLimit>) -> &'static str {
+    match limit {
+        Some(RateLimit::TokensPerMinute) => "tpm",
+        Some(RateLimit::RequestsPerMinute) => "rpm",
+        _ => "unknown",
+    }
+}
+
+fn action_label(action: Action) -> &'static str {
+    match action {
+        Action::SwitchToStreaming => "switch_to_streaming",
+        Action::FallBack { .. } => "fall_back",
+        Action::ReduceRate { .. } => "reduce_rate",
+    }
+}
+
+/// The [`Stop`] in snake_case.
+fn stop_label(stop: Stop) -> &'static str {
+    match stop {
+        Stop::NotRetryable => "not_retryable",
+        Stop::AttemptsExhausted => "attempts_exhausted",
+        Stop::HintAboveCeiling => "hint_above_ceiling",
+        Stop::PastDeadline => "past_deadline",
+        Stop::BudgetExhausted => "budget_exhausted",
+        Stop::CircuitOpen => "circuit_open",
+        Stop::NotAnHttpStatus => "not_an_http_status",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use metrics_util::MetricKind;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    use super::*;
+    use crate::{Call, Clock, Delivery, Draw, Policy};
+
+    const MODEL: &str = "meta-llama/llama-3.1-8b-instruct";
+
+    /// One recorded metric: kind, name, labels (sorted) and value.
+    #[derive(Debug)]
+    struct Recorded {
+        kind: MetricKind,
+        name: String,
+        labels: Vec<(String, String)>,
+        value: DebugValue,
+    }
+
+    /// Runs `f` with a fresh local recorder and returns everything it recorded.
+    fn record(f: impl FnOnce()) -> Vec<Recorded> {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, f);
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| {
+                let (kind, key) = key.into_parts();
+                let mut labels: Vec<(String, String)> = key
+                    .labels()
+                    .map(|label| (label.key().to_owned(), label.value().to_owned()))
+                    .collect();
+                labels.sort();
+                Recorded {
+                    kind,
+                    name: key.name().to_owned(),
+                    labels,
+                    value,
+                }
+            })
+            .collect()
+    }
+
+    /// The value of the metric of this kind and name with exactly these labels; panics,
+    /// listing what was recorded, when there is none.
+    fn find<'a>(
+        recorded: &'a [Recorded],
+        kind: MetricKind,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> &'a DebugValue {
+        let mut wanted: Vec<(String, String)> = labels
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect();
+        wanted.sort();
+        recorded
+            .iter()
+            .find(|metric| metric.kind == kind && metric.name == name && metric.labels == wanted)
+            .map(|metric| &metric.value)
+            .unwrap_or_else(|| panic!("no {name}{labels:?} among {recorded:#?}"))
+    }
+
+    fn counter(recorded: &[Recorded], name: &str, labels: &[(&str, &str)]) -> u64 {
+        match find(recorded, MetricKind::Counter, name, labels) {
+            DebugValue::Counter(value) => *value,
+            other => panic!("{name} is not a counter: {other:?}"),
+        }
+    }
+
+    fn gauge(recorded: &[Recorded], name: &str, labels: &[(&str, &str)]) -> f64 {
+        match find(recorded, MetricKind::Gauge, name, labels) {
+            DebugValue::Gauge(value) => value.into_inner(),
+            other => panic!("{name} is not a gauge: {other:?}"),
+        }
+    }
+
+    fn histogram(recorded: &[Recorded], name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
+        match find(recorded, MetricKind::Histogram, name, labels) {
+            DebugValue::Histogram(values) => {
+                values.iter().map(|value| value.into_inner()).collect()
+            }
+            other => panic!("{name} is not a histogram: {other:?}"),
+        }
+    }
+
+    fn names(recorded: &[Recorded]) -> Vec<&str> {
+        recorded.iter().map(|metric| metric.name.as_str()).collect()
+    }
+
+    fn clock(secs: u64) -> Clock {
+        Clock {
+            now: Duration::from_secs(secs),
+            wall: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    /// Decides `outcome` and records it, as an adapter does.
+    fn decide(
+        policy: &Policy,
+        state: &mut ClientState,
+        call: &mut Call,
+        outcome: &Outcome<'_>,
+        now: u64,
+    ) -> Decision {
+        let decision = policy.decide(state, call, MODEL, outcome, clock(now), Draw::HALF);
+        decided(state, MODEL, outcome, &decision, clock(now).now);
+        decision
+    }
+
+    #[test]
+    fn a_success_counts_the_attempt_and_the_call() {
+        let policy = Policy::default();
+        let mut state = policy.client_state();
+        let mut call = policy.start_call(Duration::ZERO, Delivery::Buffered, 1);
+        let recorded = record(|| {
+            let admission = policy.admit(&mut state, &mut call, MODEL, Duration::ZERO);
+            admitted(&state, MODEL, &admission, Duration::ZERO);
+            let outcome = Outcome::Response {
+                status: 200,
+                headers: &crate::NO_HEADERS,
+                body: b"",
+            };
+            let decision = decide(&policy, &mut state, &mut call, &outcome, 1);
+            assert_eq!(decision, Decision::Done);
+            succeeded(MODEL, Duration::from_millis(1500));
+        });
+
+        let requests = [("model", MODEL), ("status", "200"), ("class", "success")];
+        assert_eq!(counter(&recorded, REQUESTS_TOTAL, &requests), 1);
+        let calls = [("model", MODEL), ("outcome", "success")];
+        assert_eq!(counter(&recorded, CALLS_TOTAL, &calls), 1);
+        assert_eq!(histogram(&recorded, CALL_DURATION_SECONDS, &calls), [1.5]);
+        assert_eq!(gauge(&recorded, RETRY_BUDGET_TOKENS, &[]), 500.0);
+        assert_eq!(gauge(&recorded, BREAKER_STATE, &[("model", MODEL)]), 0.0);
+        assert_eq!(
+            gauge(&recorded, PACING_INTERVAL_SECONDS, &[("model", MODEL)]),
+            0.0
+        );
+        for absent in [
+            RETRIES_TOTAL,
+            ESCALATIONS_TOTAL,
+            THROTTLED_TOTAL,
+            GIVE_UPS_TOTAL,
+            WAIT_SECONDS,
+        ] {
+            assert!(!names(&recorded).contains(&absent), "{absent} recorded");
+        }
+    }
+
+    #[test]
+    fn a_429_tpm_retry_counts_the_throttle_the_retry_and_the_wait() {
+        let policy = Policy::default();
+        let mut state = policy.client_state();
+        let mut call = policy.start_call(Duration::ZERO, Delivery::Buffered, 1);
+        let recorded = record(|| {
+            let headers = [("retry-after-ms", "200")];
+            let outcome = Outcome::Response {
+                status: 429,
+                headers: &headers,
+                body: br#"{"code":429,"reason":"TOKEN_LIMIT_EXCEEDED","message":"slow down"}"#,
+            };
+            let decision = decide(&policy, &mut state, &mut call, &outcome, 1);
+            assert!(matches!(decision, Decision::Retry { .. }), "{decision:?}");
+        });
+
+        let requests = [("model", MODEL), ("status", "429"), ("class", "throttled")];
+        assert_eq!(counter(&recorded, REQUESTS_TOTAL, &requests), 1);
+        let throttled = [("model", MODEL), ("limit", "tpm")];
+        assert_eq!(counter(&recorded, THROTTLED_TOTAL, &throttled), 1);
+        let retries = [("model", MODEL), ("class", "throttled")];
+        assert_eq!(counter(&recorded, RETRIES_TOTAL, &retries), 1);
+        let waits = [("model", MODEL), ("kind", "backoff")];
+        assert_eq!(histogram(&recorded, WAIT_SECONDS, &waits), [0.2]);
+        assert_eq!(gauge(&recorded, RETRY_BUDGET_TOKENS, &[]), 495.0);
+        assert_eq!(gauge(&recorded, BREAKER_STATE, &[("model", MODEL)]), 0.0);
+        assert!(!names(&recorded).contains(&CALLS_TOTAL), "the call goes on");
+    }
+
+    #[test]
+    fn a_second_429_escalates_to_pacing_and_shows_the_interval() {
+        let policy = Policy::default();
+        let mut state = policy.client_state();
+        let mut call = policy.start_call(Duration::ZERO, Delivery::Buffered, 1);
+        let outcome = Outcome::Response {
+            status: 429,
+            headers: &crate::NO_HEADERS,
+            body: b"",
+        };
+        let _ = policy.decide(&mut state, &mut call, MODEL, &outcome, clock(1), Draw::HALF);
+        let recorded = record(|| {
+            let decision = decide(&policy, &mut state, &mut call, &outcome, 2);
+            assert!(
+                matches!(
+                    decision,
+                    Decision::Escalate {
+                        action: Action::ReduceRate { .. },
+                        ..
+                    }
+                ),
+                "{decision:?}"
+            );
+            // The retry takes the model's slot; a second call must wait one interval.
+            let now = Duration::from_secs(2);
+            let admission = policy.admit(&mut state, &mut call, MODEL, now);
+            assert_eq!(admission, Admission::Send);
+            admitted(&state, MODEL, &admission, now);
+            let mut other = policy.start_call(now, Delivery::Buffered, 1);
+            let admission = policy.admit(&mut state, &mut other, MODEL, now);
+            assert_eq!(admission, Admission::Wait(Duration::from_millis(200)));
+            admitted(&state, MODEL, &admission, now);
+        });
+
+        let throttled = [("model", MODEL), ("limit", "unknown")];
+        assert_eq!(counter(&recorded, THROTTLED_TOTAL, &throttled), 1);
+        let escalations = [("model", MODEL), ("action", "reduce_rate")];
+        assert_eq!(counter(&recorded, ESCALATIONS_TOTAL, &escalations), 1);
+        assert_eq!(
+            gauge(&recorded, PACING_INTERVAL_SECONDS, &[("model", MODEL)]),
+            0.2
+        );
+        let pacing = [("model", MODEL), ("kind", "pacing")];
+        assert_eq!(histogram(&recorded, WAIT_SECONDS, &pacing), [0.2]);
+    }
+
+    #[test]
+    fn a_504_escalates_to_streaming() {
+        let policy = Policy::default();
+        let mut state = policy.client_state();
+        let mut call = policy.start_call(Duration::ZERO, Delivery::Buffered, 1);
+        let recorded = record(|| {
+            let outcome = Outcome::Response {
+                status: 504,
+                headers: &crate::NO_HEADERS,
+                body: b"",
+            };
+            let decision = decide(&policy, &mut state, &mut call, &outcome, 1);
+            assert!(
+                matches!(
+                    decision,
+                    Decision::Escalate {
+                        action: Action::SwitchToStreaming,
+                        ..
+                    }
+                ),
+                "{decision:?}"
+            );
+        });
+
+        let requests = [("model", MODEL), ("status", "504"), ("class", "transient")];
+        assert_eq!(counter(&recorded, REQUESTS_TOTAL, &requests), 1);
+        let escalations = [("model", MODEL), ("action", "switch_to_streaming")];
+        assert_eq!(counter(&recorded, ESCALATIONS_TOTAL, &escalations), 1);
+        let waits = histogram(
+            &recorded,
+            WAIT_SECONDS,
+            &[("model", MODEL), ("kind", "backoff")],
+        );
+        assert_eq!(waits.len(), 1);
+        assert_eq!(
+            gauge(&recorded, RETRY_BUDGET_TOKENS, &[]),
+            490.0,
+            "a timeout costs 10"
+        );
+        assert!(!names(&recorded).contains(&RETRIES_TOTAL));
+    }
+
+    #[test]
+    fn a_give_up_counts_reason_class_and_the_call() {
+        let policy = Policy::default();
+        let mut state = policy.client_state();
+        let mut call = policy.start_call(Duration::ZERO, Delivery::Buffered, 1);
+        let recorded = record(|| {
+            // The reason refines the class: a 403 is `permission`, this one is `auth`.
+            let outcome = Outcome::Response {
+                status: 403,
+                headers: &crate::NO_HEADERS,
+                body: br#"{"code":403,"reason":"INVALID_API_KEY","message":"no key"}"#,
+            };
+            let decision = decide(&policy, &mut state, &mut call, &outcome, 3);
+            let Decision::GiveUp(give_up) = decision else {
+                panic!("{decision:?}");
+            };
+            gave_up(MODEL, &give_up);
+        });
+
+        let requests = [("model", MODEL), ("status", "403"), ("class", "auth")];
+        assert_eq!(counter(&recorded, REQUESTS_TOTAL, &requests), 1);
+        let give_ups = [
+            ("model", MODEL),
+            ("reason", "not_retryable"),
+            ("class", "auth"),
+        ];
+        assert_eq!(counter(&recorded, GIVE_UPS_TOTAL, &give_ups), 1);
+        let calls = [("model", MODEL), ("outcome", "gave_up")];
+        assert_eq!(counter(&recorded, CALLS_TOTAL, &calls), 1);
+        assert_eq!(histogram(&recorded, CALL_DURATION_SECONDS, &calls), [3.0]);
+        assert!(!names(&recorded).contains(&RETRIES_TOTAL));
+    }
+
+    #[test]
+    fn transport_failures_and_rejections_have_their_own_classes() {
+        let policy = Policy::default();
+        let mut state = policy.client_state();
+        let mut call = policy.start_call(Duration::ZERO, Delivery::Buffered, 1);
+        let recorded = record(|| {
+            let outcome = Outcome::Transport(crate::Transport::Tls);
+            let Decision::GiveUp(give_up) = decide(&policy, &mut state, &mut call, &outcome, 1)
+            else {
+                panic!("a TLS failure is not retried");
+            };
+            gave_up(MODEL, &give_up);
+            // Open the breaker, then a call is rejected before any attempt.
+            let mut now = 1;
+            while !matches!(
+                state.breaker(MODEL, Duration::from_secs(now)),
+                BreakerState::Open { .. }
+            ) {
+                let mut call = policy.start_call(Duration::from_secs(now), Delivery::Buffered, 1);
+                let failure = Outcome::Response {
+                    status: 503,
+                    headers: &crate::NO_HEADERS,
+                    body: b"",
+                };
+                let _ = policy.decide(
+                    &mut state,
+                    &mut call,
+                    MODEL,
+                    &failure,
+                    clock(now),
+                    Draw::HALF,
+                );
+                now += 1;
+            }
+            let mut call = policy.start_call(Duration::from_secs(now), Delivery::Buffered, 1);
+            let admission = policy.admit(&mut state, &mut call, MODEL, Duration::from_secs(now));
+            admitted(&state, MODEL, &admission, Duration::from_secs(now));
+            let Admission::Reject(give_up) = admission else {
+                panic!("{admission:?}");
+            };
+            gave_up(MODEL, &give_up);
+        });
+
+        let requests = [
+            ("model", MODEL),
+            ("status", "transport"),
+            ("class", "transport"),
+        ];
+        assert_eq!(counter(&recorded, REQUESTS_TOTAL, &requests), 1);
+        let give_ups = [
+            ("model", MODEL),
+            ("reason", "not_retryable"),
+            ("class", "transport"),
+        ];
+        assert_eq!(counter(&recorded, GIVE_UPS_TOTAL, &give_ups), 1);
+        let rejected = [
+            ("model", MODEL),
+            ("reason", "circuit_open"),
+            ("class", "none"),
+        ];
+        assert_eq!(counter(&recorded, GIVE_UPS_TOTAL, &rejected), 1);
+        assert_eq!(gauge(&recorded, BREAKER_STATE, &[("model", MODEL)]), 2.0);
+        let calls = [("model", MODEL), ("outcome", "gave_up")];
+        assert_eq!(counter(&recorded, CALLS_TOTAL, &calls), 2);
+    }
+
+    #[test]
+    fn an_unusable_answer_counts_the_attempt_and_an_error() {
+        let recorded = record(|| unusable(MODEL, 200, Duration::from_secs(2)));
+        let requests = [("model", MODEL), ("status", "200"), ("class", "success")];
+        assert_eq!(counter(&recorded, REQUESTS_TOTAL, &requests), 1);
+        let calls = [("model", MODEL), ("outcome", "error")];
+        assert_eq!(counter(&recorded, CALLS_TOTAL, &calls), 1);
+        assert_eq!(histogram(&recorded, CALL_DURATION_SECONDS, &calls), [2.0]);
+    }
+
+    #[test]
+    fn every_metric_is_described_with_a_unit() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            describe();
+            for name in [
+                REQUESTS_TOTAL,
+                THROTTLED_TOTAL,
+                RETRIES_TOTAL,
+                ESCALATIONS_TOTAL,
+                CALLS_TOTAL,
+                GIVE_UPS_TOTAL,
+            ] {
+                counter!(name).increment(1);
+            }
+            for name in [WAIT_SECONDS, CALL_DURATION_SECONDS] {
+                histogram!(name).record(1.0);
+            }
+            for name in [RETRY_BUDGET_TOKENS, BREAKER_STATE, PACING_INTERVAL_SECONDS] {
+                gauge!(name).set(0.0);
+            }
+        });
+        let snapshot = snapshotter.snapshot().into_vec();
+        assert_eq!(snapshot.len(), 11);
+        for (key, unit, description, _) in snapshot {
+            let name = key.key().name().to_owned();
+            assert!(description.is_some_and(|text| !text.is_empty()), "{name}");
+            let expected = if name.ends_with("_seconds") {
+                Unit::Seconds
+            } else {
+                Unit::Count
+            };
+            assert_eq!(unit, Some(expected), "{name}");
+        }
+    }
+}
