@@ -4,19 +4,16 @@ use std::future::Future;
 use std::io;
 use std::time::{Duration, SystemTime};
 
-use novita_policy::adapter::{Answer, CallError, Report};
+use novita_policy::adapter::{After, Answer, BoxError, CallError, Go, Reassembly, Run};
 use novita_policy::wire::{Assembler, ChatCompletion, ChatRequest, ModelList, StreamBreak};
-use novita_policy::{Action, Admission, Clock, Decision, Delivery, NO_HEADERS, Outcome, Transport};
+use novita_policy::{Clock, Delivery, NO_HEADERS, Outcome, Transport};
 use serde_json::Value;
-use tracing::{Instrument, debug, info, warn};
+use tracing::Instrument;
 
 use crate::stream::{ChatStream, Step};
 use crate::transport::classify;
 use crate::{Client, Error};
 use novita_policy::Phase;
-
-/// The error of the HTTP layer kept as the source of a failed call.
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What to send: a route, and for JSON bodies the body and whether it names a model.
 struct Job<'a> {
@@ -182,24 +179,10 @@ impl Client {
         chain
     }
 
-    /// Runs one logical call to completion under the policy, inside its tracing span.
+    /// Runs one logical call to completion under the policy: every decision, wait, report
+    /// and log line comes from [`Run`]; this loop only sends, reads and sleeps. The state
+    /// lock is only ever taken inside synchronous blocks, never across an `.await`.
     async fn execute<T, F, Fut>(
-        &self,
-        job: Job<'_>,
-        delivery: Delivery,
-        on_success: F,
-    ) -> Result<Answer<T>, Error>
-    where
-        F: FnMut(reqwest::Response, Delivery, String) -> Fut,
-        Fut: Future<Output = Received<T>>,
-    {
-        let span = tracing::info_span!("novita.call", route = job.route, model = %job.models[0]);
-        self.attempts(job, delivery, on_success)
-            .instrument(span)
-            .await
-    }
-
-    async fn attempts<T, F, Fut>(
         &self,
         mut job: Job<'_>,
         delivery: Delivery,
@@ -210,152 +193,95 @@ impl Client {
         Fut: Future<Output = Received<T>>,
     {
         let inner = &self.inner;
-        #[cfg(feature = "metrics")]
-        novita_policy::metrics::describe_once();
         let url = inner.settings.url(job.route);
-        let start = self.now();
-        let mut call = inner.policy.start_call(start, delivery, job.models.len());
-        let mut waited = Duration::ZERO;
-
-        loop {
-            // Admission: wait out pacing and hints, asking again after every wait (a hint
-            // may arrive meanwhile), and follow the breaker to fallback models.
+        let reassembly = if job.chat {
+            Reassembly::Chat
+        } else {
+            Reassembly::Unsupported
+        };
+        let models = std::mem::take(&mut job.models);
+        let mut run = Run::start(
+            &inner.policy,
+            self.now(),
+            delivery,
+            models,
+            reassembly,
+            inner.settings.key_source,
+            job.route,
+        );
+        let span = run.span().clone();
+        async move {
             loop {
-                // The lock is taken and released inside `admit`: never held across an await.
-                let key = &job.models[call.model()];
-                let admission = self.admit(&mut call, key);
-                match admission {
-                    Admission::Send => break,
-                    Admission::Wait(wait) => {
-                        debug!(wait_ms = wait.as_millis(), "pacing");
+                let go = {
+                    let now = self.now();
+                    run.admit(&inner.policy, &mut self.lock().state, now)
+                };
+                let (model, delivery) = match go {
+                    Go::Send { model, delivery } => (model, delivery),
+                    Go::Wait(wait) => {
                         tokio::time::sleep(wait).await;
-                        waited += wait;
+                        continue;
                     }
-                    Admission::FallBack { model } => {
-                        info!(to = %job.models[model], "circuit open, falling back");
+                    Go::Stop(error) => return Err(error),
+                };
+                let after = match self.send(&url, &mut job, &model, delivery).await {
+                    Err((transport, error)) => {
+                        self.failed(&mut run, &Outcome::Transport(transport), Some(error))
                     }
-                    Admission::Reject(give_up) => {
-                        warn!(stop = ?give_up.stop, "call rejected before sending");
-                        return Err(self.gave_up(give_up, &job, None));
+                    Ok(mut response) if response.status().as_u16() >= 400 => {
+                        let status = response.status().as_u16();
+                        let body = read_bounded(
+                            &mut response,
+                            inner.max_error_body,
+                            inner.timeouts.stream_idle,
+                        )
+                        .await;
+                        let outcome = Outcome::Response {
+                            status,
+                            headers: response.headers(),
+                            body: &body,
+                        };
+                        self.failed(&mut run, &outcome, None)
+                        // The response drops here: the unread rest of the body is discarded.
                     }
-                }
-            }
-
-            let model = job.models[call.model()].clone();
-            let attempt_delivery = if job.chat {
-                call.delivery()
-            } else {
-                Delivery::Buffered
-            };
-            debug!(
-                attempt = call.attempts() + 1,
-                %model,
-                streaming = attempt_delivery == Delivery::Streamed,
-                "sending"
-            );
-            let sent = self.send(&url, &mut job, &model, attempt_delivery).await;
-
-            let (decision, failure) = match sent {
-                Err((transport, error)) => (
-                    self.decide(&mut call, &model, &Outcome::Transport(transport)),
-                    Some(error),
-                ),
-                Ok(mut response) if response.status().as_u16() >= 400 => {
-                    let status = response.status().as_u16();
-                    let body = read_bounded(
-                        &mut response,
-                        inner.max_error_body,
-                        inner.timeouts.stream_idle,
-                    )
-                    .await;
-                    let outcome = Outcome::Response {
-                        status,
-                        headers: response.headers(),
-                        body: &body,
-                    };
-                    (self.decide(&mut call, &model, &outcome), None)
-                    // The response drops here: the unread rest of the body is discarded.
-                }
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    match on_success(response, attempt_delivery, model.clone()).await {
-                        Received::Value(value) => {
-                            let outcome = Outcome::Response {
-                                status,
-                                headers: &NO_HEADERS,
-                                body: b"",
-                            };
-                            let decision = self.decide(&mut call, &model, &outcome);
-                            debug_assert_eq!(decision, Decision::Done);
-                            let report = Report {
-                                fell_back_from: (call.model() > 0).then(|| job.models[0].clone()),
-                                model,
-                                switched_to_streaming: job.chat
-                                    && delivery == Delivery::Buffered
-                                    && call.delivery() == Delivery::Streamed,
-                                attempts: call.attempts(),
-                                waited,
-                                elapsed: self.now().saturating_sub(start),
-                            };
-                            info!(
-                                attempts = report.attempts,
-                                elapsed_ms = report.elapsed.as_millis(),
-                                "done"
-                            );
-                            #[cfg(feature = "metrics")]
-                            novita_policy::metrics::succeeded(&report.model, report.elapsed);
-                            return Ok(Answer { value, report });
-                        }
-                        Received::Broken(transport, error) => (
-                            self.decide(&mut call, &model, &Outcome::Transport(transport)),
-                            error,
-                        ),
-                        Received::ServerError { status, body } => {
-                            let outcome = Outcome::Response {
-                                status,
-                                headers: &NO_HEADERS,
-                                body: &body,
-                            };
-                            (self.decide(&mut call, &model, &outcome), None)
-                        }
-                        Received::Invalid(error) => {
-                            #[cfg(feature = "metrics")]
-                            novita_policy::metrics::unusable(
-                                &model,
-                                status,
-                                self.now().saturating_sub(start),
-                            );
-                            return Err(error);
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        match on_success(response, delivery, model).await {
+                            Received::Value(value) => {
+                                let clock = self.clock();
+                                let report = run.succeeded(
+                                    &inner.policy,
+                                    &mut self.lock().state,
+                                    status,
+                                    clock,
+                                );
+                                return Ok(Answer { value, report });
+                            }
+                            Received::Broken(transport, error) => {
+                                self.failed(&mut run, &Outcome::Transport(transport), error)
+                            }
+                            Received::ServerError { status, body } => {
+                                let outcome = Outcome::Response {
+                                    status,
+                                    headers: &NO_HEADERS,
+                                    body: &body,
+                                };
+                                self.failed(&mut run, &outcome, None)
+                            }
+                            Received::Invalid(error) => {
+                                return Err(run.unusable(status, self.now(), error));
+                            }
                         }
                     }
-                }
-            };
-
-            match decision {
-                Decision::Done => unreachable!("only a success is done, and it returned above"),
-                Decision::GiveUp(give_up) => {
-                    warn!(stop = ?give_up.stop, status = ?give_up.status, attempts = give_up.attempts, "giving up");
-                    return Err(self.gave_up(give_up, &job, failure));
-                }
-                Decision::Retry { delay, cause } => {
-                    info!(%cause, delay_ms = delay.as_millis(), "retrying");
-                    tokio::time::sleep(delay).await;
-                    waited += delay;
-                }
-                Decision::Escalate {
-                    action,
-                    delay,
-                    cause,
-                } => {
-                    info!(%cause, %action, delay_ms = delay.as_millis(), "escalating");
-                    if let Action::FallBack { model } = action {
-                        info!(to = %job.models[model], "falling back");
-                    }
-                    tokio::time::sleep(delay).await;
-                    waited += delay;
+                };
+                match after {
+                    After::Sleep(delay) => tokio::time::sleep(delay).await,
+                    After::Stop(error) => return Err(error),
                 }
             }
         }
+        .instrument(span)
+        .await
     }
 
     /// Sends one attempt and waits for the response headers. The body gets this attempt's
@@ -418,55 +344,27 @@ impl Client {
         })
     }
 
-    /// Asks the policy whether the next attempt may go to model `key` now. The lock is
-    /// taken and released inside this synchronous function, as in [`decide`](Self::decide).
-    fn admit(&self, call: &mut novita_policy::Call, key: &str) -> Admission {
-        let now = self.now();
-        let mut shared = self.lock();
-        let admission = self.inner.policy.admit(&mut shared.state, call, key, now);
-        #[cfg(feature = "metrics")]
-        novita_policy::metrics::admitted(&shared.state, key, &admission, now);
-        admission
-    }
-
-    /// Hands one outcome to the policy. The lock is taken and released inside this
-    /// synchronous function, so it is never held across an `.await`.
-    fn decide(
-        &self,
-        call: &mut novita_policy::Call,
-        model: &str,
-        outcome: &Outcome<'_>,
-    ) -> Decision {
-        let inner = &self.inner;
-        let clock = Clock {
+    fn clock(&self) -> Clock {
+        Clock {
             now: self.now(),
             wall: SystemTime::now(),
-        };
-        let mut shared = self.lock();
-        let draw = shared.rng.draw();
-        let decision = inner
-            .policy
-            .decide(&mut shared.state, call, model, outcome, clock, draw);
-        #[cfg(feature = "metrics")]
-        novita_policy::metrics::decided(&shared.state, model, outcome, &decision, clock.now);
-        decision
+        }
     }
 
-    fn gave_up(
-        &self,
-        give_up: Box<novita_policy::GiveUp>,
-        job: &Job<'_>,
-        source: Option<BoxError>,
-    ) -> Error {
-        let model = job.models[give_up.model.min(job.models.len() - 1)].clone();
-        #[cfg(feature = "metrics")]
-        novita_policy::metrics::gave_up(&model, &give_up);
-        CallError::GaveUp {
-            model,
-            give_up,
-            key_source: self.inner.settings.key_source,
+    /// Hands a failed attempt to the run. The lock is taken and released inside this
+    /// synchronous function, so it is never held across an `.await`.
+    fn failed(&self, run: &mut Run, outcome: &Outcome<'_>, source: Option<BoxError>) -> After {
+        let clock = self.clock();
+        let mut shared = self.lock();
+        let draw = shared.rng.draw();
+        run.failed(
+            &self.inner.policy,
+            &mut shared.state,
+            outcome,
+            clock,
+            draw,
             source,
-        }
+        )
     }
 }
 

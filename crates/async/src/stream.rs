@@ -15,9 +15,9 @@ use novita_policy::wire::{ChatChunk, Next, StreamBreak, StreamParser};
 use tokio::time::{Instant, Sleep};
 
 use crate::Error;
-use crate::call::BoxError;
 use crate::transport::classify;
 use novita_policy::Phase;
+use novita_policy::adapter::BoxError;
 
 /// The chunks of a streamed chat completion, as they arrive.
 ///

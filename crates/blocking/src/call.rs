@@ -1,13 +1,12 @@
 //! The attempt loop: admit, send, let the policy decide, sleep, act on escalations.
 
 use std::io::Read;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use novita_policy::adapter::{Answer, CallError, Report};
+use novita_policy::adapter::{After, Answer, BoxError, CallError, Go, Reassembly, Run};
 use novita_policy::wire::{Assembler, ChatCompletion, ChatRequest, ModelList, StreamBreak};
-use novita_policy::{Action, Admission, Clock, Decision, Delivery, NO_HEADERS, Outcome, Transport};
+use novita_policy::{Clock, Delivery, NO_HEADERS, Outcome, Transport};
 use serde_json::Value;
-use tracing::{debug, info, warn};
 
 use crate::stream::{ChatStream, Step};
 use crate::transport::classify;
@@ -32,7 +31,7 @@ struct Job<'a> {
 pub(crate) enum Received<T> {
     Value(T),
     /// The body broke off: fed back to the policy like any other failed attempt.
-    Broken(Transport, Option<ureq::Error>),
+    Broken(Transport, Option<BoxError>),
     /// The server reported an error inside the stream: fed back like an error response.
     ServerError {
         status: u16,
@@ -164,7 +163,8 @@ impl Client {
         chain
     }
 
-    /// Runs one logical call to completion under the policy.
+    /// Runs one logical call to completion under the policy: every decision, wait, report
+    /// and log line comes from [`Run`]; this loop only sends, reads and sleeps.
     fn execute<T>(
         &self,
         mut job: Job<'_>,
@@ -172,54 +172,43 @@ impl Client {
         mut on_success: impl FnMut(ureq::http::Response<ureq::Body>, Delivery, &str) -> Received<T>,
     ) -> Result<Answer<T>, Error> {
         let inner = &self.inner;
-        #[cfg(feature = "metrics")]
-        novita_policy::metrics::describe_once();
         let url = inner.settings.url(job.route);
-        let start = self.now();
-        let mut call = inner.policy.start_call(start, delivery, job.models.len());
-        let mut waited = Duration::ZERO;
-        let span = tracing::info_span!("novita.call", route = job.route, model = %job.models[0]);
+        let reassembly = if job.chat {
+            Reassembly::Chat
+        } else {
+            Reassembly::Unsupported
+        };
+        let models = std::mem::take(&mut job.models);
+        let mut run = Run::start(
+            &inner.policy,
+            self.now(),
+            delivery,
+            models,
+            reassembly,
+            inner.settings.key_source,
+            job.route,
+        );
+        let span = run.span().clone();
         let _entered = span.enter();
 
         loop {
-            // Admission: wait out pacing and hints, asking again after every wait (a hint
-            // may arrive meanwhile), and follow the breaker to fallback models.
-            loop {
-                let key = &job.models[call.model()];
-                let admission = self.admit(&mut call, key);
-                match admission {
-                    Admission::Send => break,
-                    Admission::Wait(wait) => {
-                        debug!(wait_ms = wait.as_millis(), "pacing");
-                        std::thread::sleep(wait);
-                        waited += wait;
-                    }
-                    Admission::FallBack { model } => {
-                        info!(to = %job.models[model], "circuit open, falling back");
-                    }
-                    Admission::Reject(give_up) => {
-                        warn!(stop = ?give_up.stop, "call rejected before sending");
-                        return Err(self.gave_up(give_up, &job, None));
-                    }
-                }
-            }
-
-            let model = job.models[call.model()].clone();
-            let attempt_delivery = if job.chat {
-                call.delivery()
-            } else {
-                Delivery::Buffered
+            // The lock is released before any sleep: other threads keep calling meanwhile.
+            let go = {
+                let now = self.now();
+                run.admit(&inner.policy, &mut self.lock().state, now)
             };
-            let request = self.request(&url, &mut job, &model, attempt_delivery);
-            debug!(attempt = call.attempts() + 1, %model, streaming = attempt_delivery == Delivery::Streamed, "sending");
-
-            let (decision, failure) = match request {
+            let (model, delivery) = match go {
+                Go::Send { model, delivery } => (model, delivery),
+                Go::Wait(wait) => {
+                    std::thread::sleep(wait);
+                    continue;
+                }
+                Go::Stop(error) => return Err(error),
+            };
+            let after = match self.request(&url, &mut job, &model, delivery) {
                 Err(error) => {
-                    let transport = classify(&error, Phase::Headers);
-                    (
-                        self.decide(&mut call, &model, &Outcome::Transport(transport)),
-                        Some(error),
-                    )
+                    let outcome = Outcome::Transport(classify(&error, Phase::Headers));
+                    self.failed(&mut run, &outcome, Some(Box::new(error)))
                 }
                 Ok(mut response) if response.status().as_u16() >= 400 => {
                     let status = response.status().as_u16();
@@ -229,86 +218,37 @@ impl Client {
                         headers: response.headers(),
                         body: &body,
                     };
-                    (self.decide(&mut call, &model, &outcome), None)
+                    self.failed(&mut run, &outcome, None)
                 }
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    match on_success(response, attempt_delivery, &model) {
+                    match on_success(response, delivery, &model) {
                         Received::Value(value) => {
-                            let outcome = Outcome::Response {
-                                status,
-                                headers: &NO_HEADERS,
-                                body: b"",
-                            };
-                            let decision = self.decide(&mut call, &model, &outcome);
-                            debug_assert_eq!(decision, Decision::Done);
-                            let report = Report {
-                                fell_back_from: (call.model() > 0).then(|| job.models[0].clone()),
-                                model,
-                                switched_to_streaming: job.chat
-                                    && delivery == Delivery::Buffered
-                                    && call.delivery() == Delivery::Streamed,
-                                attempts: call.attempts(),
-                                waited,
-                                elapsed: self.now().saturating_sub(start),
-                            };
-                            info!(
-                                attempts = report.attempts,
-                                elapsed_ms = report.elapsed.as_millis(),
-                                "done"
-                            );
-                            #[cfg(feature = "metrics")]
-                            novita_policy::metrics::succeeded(&report.model, report.elapsed);
+                            let clock = self.clock();
+                            let report =
+                                run.succeeded(&inner.policy, &mut self.lock().state, status, clock);
                             return Ok(Answer { value, report });
                         }
-                        Received::Broken(transport, error) => (
-                            self.decide(&mut call, &model, &Outcome::Transport(transport)),
-                            error,
-                        ),
+                        Received::Broken(transport, error) => {
+                            self.failed(&mut run, &Outcome::Transport(transport), error)
+                        }
                         Received::ServerError { status, body } => {
                             let outcome = Outcome::Response {
                                 status,
                                 headers: &NO_HEADERS,
                                 body: &body,
                             };
-                            (self.decide(&mut call, &model, &outcome), None)
+                            self.failed(&mut run, &outcome, None)
                         }
                         Received::Invalid(error) => {
-                            #[cfg(feature = "metrics")]
-                            novita_policy::metrics::unusable(
-                                &model,
-                                status,
-                                self.now().saturating_sub(start),
-                            );
-                            return Err(error);
+                            return Err(run.unusable(status, self.now(), error));
                         }
                     }
                 }
             };
-
-            match decision {
-                Decision::Done => unreachable!("only a success is done, and it returned above"),
-                Decision::GiveUp(give_up) => {
-                    warn!(stop = ?give_up.stop, status = ?give_up.status, attempts = give_up.attempts, "giving up");
-                    return Err(self.gave_up(give_up, &job, failure));
-                }
-                Decision::Retry { delay, cause } => {
-                    info!(%cause, delay_ms = delay.as_millis(), "retrying");
-                    std::thread::sleep(delay);
-                    waited += delay;
-                }
-                Decision::Escalate {
-                    action,
-                    delay,
-                    cause,
-                } => {
-                    info!(%cause, %action, delay_ms = delay.as_millis(), "escalating");
-                    if let Action::FallBack { model } = action {
-                        info!(to = %job.models[model], "falling back");
-                    }
-                    std::thread::sleep(delay);
-                    waited += delay;
-                }
+            match after {
+                After::Sleep(delay) => std::thread::sleep(delay),
+                After::Stop(error) => return Err(error),
             }
         }
     }
@@ -365,52 +305,26 @@ impl Client {
         builder.send(&bytes[..])
     }
 
-    /// Asks the policy whether the next attempt may go to model `key` now.
-    fn admit(&self, call: &mut novita_policy::Call, key: &str) -> Admission {
-        let now = self.now();
-        let mut shared = self.lock();
-        let admission = self.inner.policy.admit(&mut shared.state, call, key, now);
-        #[cfg(feature = "metrics")]
-        novita_policy::metrics::admitted(&shared.state, key, &admission, now);
-        admission
-    }
-
-    fn decide(
-        &self,
-        call: &mut novita_policy::Call,
-        model: &str,
-        outcome: &Outcome<'_>,
-    ) -> Decision {
-        let inner = &self.inner;
-        let clock = Clock {
+    fn clock(&self) -> Clock {
+        Clock {
             now: self.now(),
             wall: SystemTime::now(),
-        };
-        let mut shared = self.lock();
-        let draw = shared.rng.draw();
-        let decision = inner
-            .policy
-            .decide(&mut shared.state, call, model, outcome, clock, draw);
-        #[cfg(feature = "metrics")]
-        novita_policy::metrics::decided(&shared.state, model, outcome, &decision, clock.now);
-        decision
+        }
     }
 
-    fn gave_up(
-        &self,
-        give_up: Box<novita_policy::GiveUp>,
-        job: &Job<'_>,
-        source: Option<ureq::Error>,
-    ) -> Error {
-        let model = job.models[give_up.model.min(job.models.len() - 1)].clone();
-        #[cfg(feature = "metrics")]
-        novita_policy::metrics::gave_up(&model, &give_up);
-        CallError::GaveUp {
-            model,
-            give_up,
-            key_source: self.inner.settings.key_source,
-            source: source.map(|error| Box::new(error) as Box<dyn std::error::Error + Send + Sync>),
-        }
+    /// Hands a failed attempt to the run, under the state lock.
+    fn failed(&self, run: &mut Run, outcome: &Outcome<'_>, source: Option<BoxError>) -> After {
+        let clock = self.clock();
+        let mut shared = self.lock();
+        let draw = shared.rng.draw();
+        run.failed(
+            &self.inner.policy,
+            &mut shared.state,
+            outcome,
+            clock,
+            draw,
+            source,
+        )
     }
 }
 
@@ -452,7 +366,7 @@ fn read_json<T: serde::de::DeserializeOwned>(
             status,
             source: format!("the body is larger than {limit} bytes").into(),
         }),
-        Err(error) => Received::Broken(classify(&error, Phase::Body), Some(error)),
+        Err(error) => Received::Broken(classify(&error, Phase::Body), Some(Box::new(error))),
     }
 }
 
@@ -465,7 +379,10 @@ fn assemble(mut stream: ChatStream) -> Received<ChatCompletion> {
             Step::End => return Received::Value(assembler.finish()),
             Step::Broken(ending, failure) => {
                 if let Some(transport) = ending.transport() {
-                    return Received::Broken(transport, failure);
+                    return Received::Broken(
+                        transport,
+                        failure.map(|error| Box::new(error) as BoxError),
+                    );
                 }
                 return match ending {
                     StreamBreak::ServerError { status, body } => {

@@ -159,11 +159,13 @@ fn report(args: &Args, report: &novita_policy::adapter::Report) {
     }
 }
 
-/// Attempts and decisions on stderr: the adapters' `tracing` events at debug level.
+/// Attempts and decisions on stderr: the `tracing` events of every call (target `novita`)
+/// at debug level.
 fn init_tracing() {
-    let filter = tracing_subscriber::filter::Targets::new()
-        .with_target("novita_ureq", tracing::Level::DEBUG)
-        .with_target("novita_reqwest", tracing::Level::DEBUG);
+    let filter = tracing_subscriber::filter::Targets::new().with_target(
+        novita_policy::adapter::TRACING_TARGET,
+        tracing::Level::DEBUG,
+    );
     let subscriber = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)

@@ -2,12 +2,19 @@
 //! error a call ends with, and the report of how a call went.
 //!
 //! Keeping them here means `novita-ureq` and `novita-reqwest` expose the same types and
-//! the same messages, and neither re-implements them.
+//! the same messages, and neither re-implements them. [`Run`] is the attempt loop's logic
+//! without its I/O: admission, decisions, waits, the report, the error, and the `tracing`
+//! events and metrics of every step.
 
 use std::fmt;
 use std::time::Duration;
 
 use crate::{ConfigError, GiveUp, Stop, decision::Seconds};
+
+pub use crate::run::{After, Go, Reassembly, Run, TRACING_TARGET};
+
+/// An HTTP client's own error, kept as the source of a failed call.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Novita's documented OpenAI-compatible base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.novita.ai/openai/v1";

@@ -51,6 +51,7 @@ mod outcome;
 mod pacing;
 mod policy;
 mod random;
+mod run;
 pub mod wire;
 
 pub use backoff::{Backoff, Jitter};
