@@ -1,74 +1,34 @@
-//! The attempt loop: admit, send, let the policy decide, sleep, act on escalations.
+//! The attempt loop: ask the run, send, read, hand the outcome back, sleep.
 
 use std::future::Future;
 use std::io;
 use std::time::{Duration, SystemTime};
 
-use novita_policy::adapter::{After, Answer, BoxError, CallError, Go, Reassembly, Run};
-use novita_policy::wire::{Assembler, ChatCompletion, ChatRequest, ModelList, StreamBreak};
-use novita_policy::{Clock, Delivery, NO_HEADERS, Outcome, Transport};
+use novita_policy::adapter::{After, Answer, BoxError, CallError, Go, Job, Received, Run};
+use novita_policy::wire::{Assembler, ChatCompletion, ChatRequest, Model, ModelList};
+use novita_policy::{Clock, Delivery, NO_HEADERS, Outcome, Phase, Transport};
 use serde_json::Value;
 use tracing::Instrument;
 
 use crate::stream::{ChatStream, Step};
 use crate::transport::classify;
 use crate::{Client, Error};
-use novita_policy::Phase;
-
-/// What to send: a route, and for JSON bodies the body and whether it names a model.
-struct Job<'a> {
-    route: &'a str,
-    body: Option<Value>,
-    /// The model chain (requested model first, then fallbacks); one entry keyed by the
-    /// route for calls that name no model.
-    models: Vec<String>,
-    /// Whether a switch to streaming can be honoured by reassembling chat chunks.
-    chat: bool,
-}
-
-/// What the handler of a successful response produced.
-pub(crate) enum Received<T> {
-    Value(T),
-    /// The body broke off: fed back to the policy like any other failed attempt.
-    Broken(Transport, Option<BoxError>),
-    /// The server reported an error inside the stream: fed back like an error response.
-    ServerError {
-        status: u16,
-        body: Vec<u8>,
-    },
-    Invalid(Error),
-}
-
-impl<T> Received<T> {
-    fn and_then<U>(self, next: impl FnOnce(T) -> Received<U>) -> Received<U> {
-        match self {
-            Received::Value(value) => next(value),
-            Received::Broken(transport, error) => Received::Broken(transport, error),
-            Received::ServerError { status, body } => Received::ServerError { status, body },
-            Received::Invalid(error) => Received::Invalid(error),
-        }
-    }
-}
 
 impl Client {
     /// A chat completion. Errors are retried, waited out, escalated (a 504 re-issues the
     /// call as streaming and reassembles the answer; a failing model hands over to the
     /// fallback models) or turned into an [`Error`] carrying advice.
     ///
-    /// The future spawns nothing; dropping it stops the call, waits included.
-    ///
     /// # Errors
     /// [`Error::GaveUp`] when the policy stops; [`Error::Encode`] / [`Error::Decode`] for
     /// JSON that cannot be written or read.
     pub async fn chat(&self, request: &ChatRequest) -> Result<Answer<ChatCompletion>, Error> {
-        let mut request = request.clone();
-        request.stream = false;
-        let job = self.chat_job(&request)?;
+        let job = Job::chat(request, Delivery::Buffered, &self.inner.fallback_models)?;
         let idle = self.inner.timeouts.stream_idle;
         self.execute(
             job,
             Delivery::Buffered,
-            move |response, delivery, model| async move {
+            |response, delivery, model| async move {
                 match delivery {
                     Delivery::Buffered => read_json(response, "chat completion").await,
                     Delivery::Streamed => assemble(ChatStream::new(response, model, idle)).await,
@@ -86,17 +46,11 @@ impl Client {
     /// # Errors
     /// As for [`chat`](Self::chat), for everything before the first byte of the stream.
     pub async fn chat_stream(&self, request: &ChatRequest) -> Result<Answer<ChatStream>, Error> {
-        let mut request = request.clone();
-        request.stream = true;
-        let job = self.chat_job(&request)?;
+        let job = Job::chat(request, Delivery::Streamed, &self.inner.fallback_models)?;
         let idle = self.inner.timeouts.stream_idle;
-        self.execute(
-            job,
-            Delivery::Streamed,
-            move |response, _, model| async move {
-                Received::Value(ChatStream::new(response, model, idle))
-            },
-        )
+        self.execute(job, Delivery::Streamed, |response, _, model| async move {
+            Received::Value(ChatStream::new(response, model, idle))
+        })
         .await
     }
 
@@ -104,18 +58,16 @@ impl Client {
     ///
     /// # Errors
     /// As for [`chat`](Self::chat).
-    pub async fn models(&self) -> Result<Answer<Vec<novita_policy::wire::Model>>, Error> {
-        let job = Job {
-            route: "models",
-            body: None,
-            models: vec!["models".to_owned()],
-            chat: false,
-        };
-        self.execute(job, Delivery::Buffered, |response, _, _| async move {
-            read_json::<ModelList>(response, "model list")
-                .await
-                .and_then(|list| Received::Value(list.data))
-        })
+    pub async fn models(&self) -> Result<Answer<Vec<Model>>, Error> {
+        self.execute(
+            Job::get("models"),
+            Delivery::Buffered,
+            |response, _, _| async move {
+                read_json::<ModelList>(response, "model list")
+                    .await
+                    .map(|list| list.data)
+            },
+        )
         .await
     }
 
@@ -126,57 +78,22 @@ impl Client {
     /// # Errors
     /// As for [`chat`](Self::chat).
     pub async fn post_json(&self, route: &str, body: &Value) -> Result<Answer<Value>, Error> {
-        let route = route.trim_start_matches('/');
-        let chat = route == "chat/completions";
-        let models = match body.get("model").and_then(Value::as_str) {
-            Some(model) => self.model_chain(model),
-            None => vec![route.to_owned()],
-        };
-        let job = Job {
-            route,
-            body: Some(body.clone()),
-            models,
-            chat,
-        };
+        let job = Job::post(route, body, &self.inner.fallback_models);
         let idle = self.inner.timeouts.stream_idle;
         self.execute(
             job,
             Delivery::Buffered,
-            move |response, delivery, model| async move {
+            |response, delivery, model| async move {
                 match delivery {
-                    Delivery::Streamed if chat => assemble(ChatStream::new(response, model, idle))
+                    // Only the chat route is ever switched to streaming (see `Job::post`).
+                    Delivery::Streamed => assemble(ChatStream::new(response, model, idle))
                         .await
-                        .and_then(|completion| match serde_json::to_value(completion) {
-                            Ok(value) => Received::Value(value),
-                            Err(error) => Received::Invalid(CallError::Encode(error)),
-                        }),
-                    _ => read_json(response, "response").await,
+                        .into_json(),
+                    Delivery::Buffered => read_json(response, "response").await,
                 }
             },
         )
         .await
-    }
-
-    fn chat_job(&self, request: &ChatRequest) -> Result<Job<'static>, Error> {
-        let body = serde_json::to_value(request).map_err(CallError::Encode)?;
-        Ok(Job {
-            route: "chat/completions",
-            body: Some(body),
-            models: self.model_chain(&request.model),
-            chat: true,
-        })
-    }
-
-    fn model_chain(&self, model: &str) -> Vec<String> {
-        let mut chain = vec![model.to_owned()];
-        chain.extend(
-            self.inner
-                .fallback_models
-                .iter()
-                .filter(|fallback| *fallback != model)
-                .cloned(),
-        );
-        chain
     }
 
     /// Runs one logical call to completion under the policy: every decision, wait, report
@@ -184,7 +101,7 @@ impl Client {
     /// lock is only ever taken inside synchronous blocks, never across an `.await`.
     async fn execute<T, F, Fut>(
         &self,
-        mut job: Job<'_>,
+        mut job: Job,
         delivery: Delivery,
         mut on_success: F,
     ) -> Result<Answer<T>, Error>
@@ -193,21 +110,16 @@ impl Client {
         Fut: Future<Output = Received<T>>,
     {
         let inner = &self.inner;
-        let url = inner.settings.url(job.route);
-        let reassembly = if job.chat {
-            Reassembly::Chat
-        } else {
-            Reassembly::Unsupported
-        };
-        let models = std::mem::take(&mut job.models);
+        let url = inner.settings.url(job.route());
+        let models = job.models().to_vec();
         let mut run = Run::start(
             &inner.policy,
             self.now(),
             delivery,
             models,
-            reassembly,
+            job.reassembly(),
             inner.settings.key_source,
-            job.route,
+            job.route(),
         );
         let span = run.span().clone();
         async move {
@@ -224,7 +136,10 @@ impl Client {
                     }
                     Go::Stop(error) => return Err(error),
                 };
-                let after = match self.send(&url, &mut job, &model, delivery).await {
+                let after = match self
+                    .send(&url, job.body_for(&model, delivery), delivery)
+                    .await
+                {
                     Err((transport, error)) => {
                         self.failed(&mut run, &Outcome::Transport(transport), Some(error))
                     }
@@ -284,40 +199,25 @@ impl Client {
         .await
     }
 
-    /// Sends one attempt and waits for the response headers. The body gets this attempt's
-    /// model and stream flag. A buffered attempt is bounded as a whole by
+    /// Sends one attempt and waits for the response headers: a `POST` of `body`, or a
+    /// `GET` when there is none. A buffered attempt is bounded as a whole by
     /// [`Timeouts::request`](crate::Timeouts::request), body included; a streamed one only
     /// until its headers arrive, after which the stream's idle timeout takes over.
     async fn send(
         &self,
         url: &str,
-        job: &mut Job<'_>,
-        model: &str,
+        body: Option<Vec<u8>>,
         delivery: Delivery,
     ) -> Result<reqwest::Response, (Transport, BoxError)> {
         let inner = &self.inner;
         let timeout = inner.timeouts.request;
-        let builder = match job.body.as_mut() {
+        let builder = match body {
             None => inner.http.get(url),
-            Some(body) => {
-                if let Some(object) = body.as_object_mut() {
-                    if object.contains_key("model") {
-                        object.insert("model".to_owned(), Value::from(model));
-                    }
-                    if job.chat {
-                        object.insert(
-                            "stream".to_owned(),
-                            Value::from(delivery == Delivery::Streamed),
-                        );
-                    }
-                }
-                let bytes = serde_json::to_vec(body).unwrap_or_default();
-                inner
-                    .http
-                    .post(url)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(bytes)
-            }
+            Some(bytes) => inner
+                .http
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes),
         };
         let builder = builder.header(reqwest::header::AUTHORIZATION, inner.settings.key.bearer());
         let sent = match delivery {
@@ -417,25 +317,7 @@ async fn assemble(mut stream: ChatStream) -> Received<ChatCompletion> {
             Step::Chunk(chunk) => assembler.push(&chunk),
             Step::End => return Received::Value(assembler.finish()),
             Step::Broken(ending, failure) => {
-                if let Some(transport) = ending.transport() {
-                    return Received::Broken(transport, failure);
-                }
-                return match ending {
-                    StreamBreak::ServerError { status, body } => {
-                        Received::ServerError { status, body }
-                    }
-                    StreamBreak::Malformed(error) => Received::Invalid(CallError::Decode {
-                        what: "stream event",
-                        status: 200,
-                        source: Box::new(error),
-                    }),
-                    other => Received::Invalid(CallError::Stream {
-                        model: stream.model().to_owned(),
-                        chunks: 0,
-                        problem: other.problem(),
-                        source: None,
-                    }),
-                };
+                return Received::from_break(ending, failure, stream.model());
             }
         }
     }

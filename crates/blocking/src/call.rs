@@ -1,44 +1,21 @@
-//! The attempt loop: admit, send, let the policy decide, sleep, act on escalations.
+//! The attempt loop: ask the run, send, read, hand the outcome back, sleep.
 
 use std::io::Read;
 use std::time::SystemTime;
 
-use novita_policy::adapter::{After, Answer, BoxError, CallError, Go, Reassembly, Run};
-use novita_policy::wire::{Assembler, ChatCompletion, ChatRequest, ModelList, StreamBreak};
-use novita_policy::{Clock, Delivery, NO_HEADERS, Outcome, Transport};
+use novita_policy::adapter::{After, Answer, BoxError, CallError, Go, Job, Received, Run};
+use novita_policy::wire::{Assembler, ChatCompletion, ChatRequest, Model, ModelList};
+use novita_policy::{Clock, Delivery, NO_HEADERS, Outcome, Phase};
 use serde_json::Value;
 
 use crate::stream::{ChatStream, Step};
 use crate::transport::classify;
 use crate::{Client, Error};
-use novita_policy::Phase;
 
 /// The most bytes of a successful body read into memory (answers are far smaller).
 const MAX_SUCCESS_BODY: u64 = 64 * 1024 * 1024;
 
-/// What to send: a route, and for JSON bodies the body and whether it names a model.
-struct Job<'a> {
-    route: &'a str,
-    body: Option<Value>,
-    /// The model chain (requested model first, then fallbacks); one entry keyed by the
-    /// route for calls that name no model.
-    models: Vec<String>,
-    /// Whether a switch to streaming can be honoured by reassembling chat chunks.
-    chat: bool,
-}
-
-/// What the handler of a successful response produced.
-pub(crate) enum Received<T> {
-    Value(T),
-    /// The body broke off: fed back to the policy like any other failed attempt.
-    Broken(Transport, Option<BoxError>),
-    /// The server reported an error inside the stream: fed back like an error response.
-    ServerError {
-        status: u16,
-        body: Vec<u8>,
-    },
-    Invalid(Error),
-}
+type Response = ureq::http::Response<ureq::Body>;
 
 impl Client {
     /// A chat completion. Errors are retried, waited out, escalated (a 504 re-issues the
@@ -49,9 +26,7 @@ impl Client {
     /// [`Error::GaveUp`] when the policy stops; [`Error::Encode`] / [`Error::Decode`] for
     /// JSON that cannot be written or read.
     pub fn chat(&self, request: &ChatRequest) -> Result<Answer<ChatCompletion>, Error> {
-        let mut request = request.clone();
-        request.stream = false;
-        let job = self.chat_job(&request)?;
+        let job = Job::chat(request, Delivery::Buffered, &self.inner.fallback_models)?;
         self.execute(
             job,
             Delivery::Buffered,
@@ -70,9 +45,7 @@ impl Client {
     /// # Errors
     /// As for [`chat`](Self::chat), for everything before the first byte of the stream.
     pub fn chat_stream(&self, request: &ChatRequest) -> Result<Answer<ChatStream>, Error> {
-        let mut request = request.clone();
-        request.stream = true;
-        let job = self.chat_job(&request)?;
+        let job = Job::chat(request, Delivery::Streamed, &self.inner.fallback_models)?;
         self.execute(job, Delivery::Streamed, |response, _, model| {
             Received::Value(ChatStream::new(response, model.to_owned()))
         })
@@ -82,22 +55,10 @@ impl Client {
     ///
     /// # Errors
     /// As for [`chat`](Self::chat).
-    pub fn models(&self) -> Result<Answer<Vec<novita_policy::wire::Model>>, Error> {
-        let job = Job {
-            route: "models",
-            body: None,
-            models: vec!["models".to_owned()],
-            chat: false,
-        };
-        let answer = self.execute(job, Delivery::Buffered, |response, _, _| {
-            match read_json::<ModelList>(response, "model list") {
-                Received::Value(list) => Received::Value(list.data),
-                Received::Broken(transport, error) => Received::Broken(transport, error),
-                Received::ServerError { status, body } => Received::ServerError { status, body },
-                Received::Invalid(error) => Received::Invalid(error),
-            }
-        })?;
-        Ok(answer)
+    pub fn models(&self) -> Result<Answer<Vec<Model>>, Error> {
+        self.execute(Job::get("models"), Delivery::Buffered, |response, _, _| {
+            read_json::<ModelList>(response, "model list").map(|list| list.data)
+        })
     }
 
     /// Any JSON `POST` on the API (`route` such as `completions`), under the same policy.
@@ -107,86 +68,39 @@ impl Client {
     /// # Errors
     /// As for [`chat`](Self::chat).
     pub fn post_json(&self, route: &str, body: &Value) -> Result<Answer<Value>, Error> {
-        let route = route.trim_start_matches('/');
-        let chat = route == "chat/completions";
-        let models = match body.get("model").and_then(Value::as_str) {
-            Some(model) => self.model_chain(model),
-            None => vec![route.to_owned()],
-        };
-        let job = Job {
-            route,
-            body: Some(body.clone()),
-            models,
-            chat,
-        };
+        let job = Job::post(route, body, &self.inner.fallback_models);
         self.execute(
             job,
             Delivery::Buffered,
             |response, delivery, model| match delivery {
-                Delivery::Streamed if chat => {
-                    match assemble(ChatStream::new(response, model.to_owned())) {
-                        Received::Value(completion) => match serde_json::to_value(completion) {
-                            Ok(value) => Received::Value(value),
-                            Err(error) => Received::Invalid(CallError::Encode(error)),
-                        },
-                        Received::Broken(transport, error) => Received::Broken(transport, error),
-                        Received::ServerError { status, body } => {
-                            Received::ServerError { status, body }
-                        }
-                        Received::Invalid(error) => Received::Invalid(error),
-                    }
+                // Only the chat route is ever switched to streaming (see `Job::post`).
+                Delivery::Streamed => {
+                    assemble(ChatStream::new(response, model.to_owned())).into_json()
                 }
-                _ => read_json(response, "response"),
+                Delivery::Buffered => read_json(response, "response"),
             },
         )
-    }
-
-    fn chat_job(&self, request: &ChatRequest) -> Result<Job<'static>, Error> {
-        let body = serde_json::to_value(request).map_err(CallError::Encode)?;
-        Ok(Job {
-            route: "chat/completions",
-            body: Some(body),
-            models: self.model_chain(&request.model),
-            chat: true,
-        })
-    }
-
-    fn model_chain(&self, model: &str) -> Vec<String> {
-        let mut chain = vec![model.to_owned()];
-        chain.extend(
-            self.inner
-                .fallback_models
-                .iter()
-                .filter(|fallback| *fallback != model)
-                .cloned(),
-        );
-        chain
     }
 
     /// Runs one logical call to completion under the policy: every decision, wait, report
     /// and log line comes from [`Run`]; this loop only sends, reads and sleeps.
     fn execute<T>(
         &self,
-        mut job: Job<'_>,
+        mut job: Job,
         delivery: Delivery,
-        mut on_success: impl FnMut(ureq::http::Response<ureq::Body>, Delivery, &str) -> Received<T>,
+        mut on_success: impl FnMut(Response, Delivery, &str) -> Received<T>,
     ) -> Result<Answer<T>, Error> {
         let inner = &self.inner;
-        let url = inner.settings.url(job.route);
-        let reassembly = if job.chat {
-            Reassembly::Chat
-        } else {
-            Reassembly::Unsupported
-        };
-        let models = std::mem::take(&mut job.models);
+        let url = inner.settings.url(job.route());
+        let models = job.models().to_vec();
         let mut run = Run::start(
             &inner.policy,
             self.now(),
             delivery,
             models,
-            reassembly,
+            job.reassembly(),
             inner.settings.key_source,
-            job.route,
+            job.route(),
         );
         let span = run.span().clone();
         let _entered = span.enter();
@@ -205,7 +119,7 @@ impl Client {
                 }
                 Go::Stop(error) => return Err(error),
             };
-            let after = match self.request(&url, &mut job, &model, delivery) {
+            let after = match self.send(&url, job.body_for(&model, delivery), delivery) {
                 Err(error) => {
                     let outcome = Outcome::Transport(classify(&error, Phase::Headers));
                     self.failed(&mut run, &outcome, Some(Box::new(error)))
@@ -253,17 +167,18 @@ impl Client {
         }
     }
 
-    /// Sends one attempt. The body gets this attempt's model and stream flag.
-    fn request(
+    /// Sends one attempt: a `POST` of `body`, or a `GET` when there is none. A buffered
+    /// attempt is bounded as a whole by the request timeout; a streamed one only until its
+    /// headers arrive, then by the idle timeout between reads.
+    fn send(
         &self,
         url: &str,
-        job: &mut Job<'_>,
-        model: &str,
+        body: Option<Vec<u8>>,
         delivery: Delivery,
-    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+    ) -> Result<Response, ureq::Error> {
         let inner = &self.inner;
         let authorization = inner.settings.key.bearer();
-        let Some(body) = job.body.as_mut() else {
+        let Some(body) = body else {
             return inner
                 .agent
                 .get(url)
@@ -273,18 +188,6 @@ impl Client {
                 .build()
                 .call();
         };
-        if let Some(object) = body.as_object_mut() {
-            if object.contains_key("model") {
-                object.insert("model".to_owned(), Value::from(model));
-            }
-            if job.chat {
-                object.insert(
-                    "stream".to_owned(),
-                    Value::from(delivery == Delivery::Streamed),
-                );
-            }
-        }
-        let bytes = serde_json::to_vec(body).unwrap_or_default();
         let builder = inner
             .agent
             .post(url)
@@ -302,7 +205,7 @@ impl Client {
                 .timeout_per_read(Some(inner.timeouts.stream_idle))
                 .build(),
         };
-        builder.send(&bytes[..])
+        builder.send(&body[..])
     }
 
     fn clock(&self) -> Clock {
@@ -330,7 +233,7 @@ impl Client {
 
 /// Reads at most `limit` bytes of an error body and discards the rest (the connection is
 /// then closed rather than drained, so a huge body costs nothing more).
-fn read_bounded(response: &mut ureq::http::Response<ureq::Body>, limit: usize) -> Vec<u8> {
+fn read_bounded(response: &mut Response, limit: usize) -> Vec<u8> {
     let mut body = Vec::new();
     let limit = u64::try_from(limit).unwrap_or(u64::MAX);
     // A body that breaks off while being read still says what it said so far.
@@ -343,7 +246,7 @@ fn read_bounded(response: &mut ureq::http::Response<ureq::Body>, limit: usize) -
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(
-    mut response: ureq::http::Response<ureq::Body>,
+    mut response: Response,
     what: &'static str,
 ) -> Received<T> {
     let status = response.status().as_u16();
@@ -378,28 +281,8 @@ fn assemble(mut stream: ChatStream) -> Received<ChatCompletion> {
             Step::Chunk(chunk) => assembler.push(&chunk),
             Step::End => return Received::Value(assembler.finish()),
             Step::Broken(ending, failure) => {
-                if let Some(transport) = ending.transport() {
-                    return Received::Broken(
-                        transport,
-                        failure.map(|error| Box::new(error) as BoxError),
-                    );
-                }
-                return match ending {
-                    StreamBreak::ServerError { status, body } => {
-                        Received::ServerError { status, body }
-                    }
-                    StreamBreak::Malformed(error) => Received::Invalid(CallError::Decode {
-                        what: "stream event",
-                        status: 200,
-                        source: Box::new(error),
-                    }),
-                    other => Received::Invalid(CallError::Stream {
-                        model: stream.model().to_owned(),
-                        chunks: 0,
-                        problem: other.problem(),
-                        source: None,
-                    }),
-                };
+                let failure = failure.map(|error| Box::new(error) as BoxError);
+                return Received::from_break(ending, failure, stream.model());
             }
         }
     }

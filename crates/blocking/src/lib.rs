@@ -19,43 +19,20 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use novita_policy::adapter::{DEFAULT_MAX_ERROR_BODY, Settings};
+use novita_policy::adapter::{Options, Settings};
 use novita_policy::{ClientState, Policy, PolicyConfig, SplitMix64};
 
 mod call;
 mod stream;
 mod transport;
 
-pub use novita_policy::adapter::{Answer, KeySource, Report};
+pub use novita_policy::adapter::{Answer, KeySource, Report, Timeouts};
 pub use novita_policy::wire::{ChatChunk, ChatCompletion, ChatRequest, Message, Model};
 pub use novita_policy::{BreakerState, GiveUp, PolicyConfig as Config};
 pub use stream::ChatStream;
 
 /// Why a call failed; see [`novita_policy::adapter::CallError`].
 pub type Error = novita_policy::adapter::CallError;
-
-/// Timeouts of the underlying HTTP client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Timeouts {
-    /// Connection setup, TLS included. Default 10 s.
-    pub connect: Duration,
-    /// A whole non-streaming request, body included. Default 120 s: Novita advises client
-    /// timeouts above 60 s, since long generations take that long.
-    pub request: Duration,
-    /// The longest silence between two pieces of a stream. Default 60 s.
-    pub stream_idle: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            connect: Duration::from_secs(10),
-            request: Duration::from_secs(120),
-            stream_idle: Duration::from_secs(60),
-        }
-    }
-}
 
 /// A Novita client. Cheap to clone: clones share the connection pool and the policy's
 /// state (retry budget, circuit breakers, pacing).
@@ -157,39 +134,16 @@ impl Client {
 }
 
 /// Builds a [`Client`]; every setting has a documented default.
-#[derive(Default)]
+#[derive(Debug, Default)]
 #[must_use]
 pub struct ClientBuilder {
-    api_key: Option<String>,
-    base_url: Option<String>,
-    policy: Option<PolicyConfig>,
-    policy_toml: Option<String>,
-    fallback_models: Vec<String>,
-    timeouts: Timeouts,
-    max_error_body: Option<usize>,
-    seed: Option<u64>,
-}
-
-/// Shows every setting but the key, which prints as `<redacted>`.
-impl std::fmt::Debug for ClientBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientBuilder")
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .field("base_url", &self.base_url)
-            .field("policy", &self.policy)
-            .field("policy_toml", &self.policy_toml)
-            .field("fallback_models", &self.fallback_models)
-            .field("timeouts", &self.timeouts)
-            .field("max_error_body", &self.max_error_body)
-            .field("seed", &self.seed)
-            .finish()
-    }
+    options: Options,
 }
 
 impl ClientBuilder {
     /// The API key. Default: `NOVITA_API_KEY`.
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
-        self.api_key = Some(key.into());
+        self.options.api_key = Some(key.into());
         self
     }
 
@@ -197,44 +151,44 @@ impl ClientBuilder {
     /// `http://127.0.0.1:8080/v3/openai`). Default: `NOVITA_BASE_URL`, then
     /// `NOVITA_API_BASE`, then Novita's documented URL.
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_url = Some(url.into());
+        self.options.base_url = Some(url.into());
         self
     }
 
     /// The policy's settings. Default: [`PolicyConfig::default`].
     pub fn policy(mut self, config: PolicyConfig) -> Self {
-        self.policy = Some(config);
+        self.options.policy = Some(config);
         self
     }
 
     /// The policy's settings as TOML (see [`PolicyConfig::from_toml`]); checked by `build`.
     pub fn policy_toml(mut self, toml: impl Into<String>) -> Self {
-        self.policy_toml = Some(toml.into());
+        self.options.policy_toml = Some(toml.into());
         self
     }
 
     /// Models to fall back to, in order, when the requested one keeps failing or is in
     /// maintenance. Default: none.
     pub fn fallback_models(mut self, models: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        self.fallback_models = models.into_iter().map(Into::into).collect();
+        self.options.fallback_models = models.into_iter().map(Into::into).collect();
         self
     }
 
     /// The HTTP timeouts. Default: [`Timeouts::default`].
     pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
-        self.timeouts = timeouts;
+        self.options.timeouts = timeouts;
         self
     }
 
     /// The most bytes of an error body read; the rest is discarded. Default 64 KiB.
     pub fn max_error_body(mut self, bytes: usize) -> Self {
-        self.max_error_body = Some(bytes);
+        self.options.max_error_body = Some(bytes);
         self
     }
 
     /// Seeds the jitter, for reproducible runs. Default: a random seed per client.
     pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
+        self.options.seed = Some(seed);
         self
     }
 
@@ -243,39 +197,29 @@ impl ClientBuilder {
     /// # Errors
     /// No key, an unusable base URL, or an invalid policy configuration.
     pub fn build(self) -> Result<Client, Error> {
-        let settings =
-            Settings::resolve(self.api_key, self.base_url, |name| std::env::var(name).ok())?;
-        let config = match (self.policy, self.policy_toml) {
-            (_, Some(toml)) => PolicyConfig::from_toml(&toml)?,
-            (Some(config), None) => {
-                config.validate()?;
-                config
-            }
-            (None, None) => PolicyConfig::default(),
-        };
+        let resolved = self.options.resolve(|name| std::env::var(name).ok())?;
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_connect(Some(self.timeouts.connect))
+            .timeout_connect(Some(resolved.timeouts.connect))
             .user_agent(concat!("novita-ureq/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        let policy = Policy::new(config);
-        let seed = self
+        let seed = resolved
             .seed
             .unwrap_or_else(|| RandomState::new().build_hasher().finish());
         Ok(Client {
             inner: Arc::new(Inner {
                 agent,
-                settings,
-                fallback_models: self.fallback_models,
                 shared: Mutex::new(Shared {
-                    state: policy.client_state(),
+                    state: resolved.policy.client_state(),
                     rng: SplitMix64::new(seed),
                 }),
-                policy,
+                settings: resolved.settings,
+                fallback_models: resolved.fallback_models,
+                policy: resolved.policy,
                 origin: Instant::now(),
-                timeouts: self.timeouts,
-                max_error_body: self.max_error_body.unwrap_or(DEFAULT_MAX_ERROR_BODY),
+                timeouts: resolved.timeouts,
+                max_error_body: resolved.max_error_body,
             }),
         })
     }

@@ -9,7 +9,12 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::{ConfigError, GiveUp, Stop, decision::Seconds};
+use serde_json::Value;
+
+use crate::wire::{ChatRequest, StreamBreak};
+use crate::{
+    ConfigError, Delivery, GiveUp, Policy, PolicyConfig, Stop, Transport, decision::Seconds,
+};
 
 pub use crate::run::{After, Go, Reassembly, Run, TRACING_TARGET};
 
@@ -147,6 +152,298 @@ fn normalize_base_url(url: &str) -> Result<String, CallError> {
         _ => Err(CallError::BaseUrl {
             url: url.to_owned(),
         }),
+    }
+}
+
+/// Timeouts of an adapter's HTTP client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timeouts {
+    /// Connection setup, TLS included. Default 10 s.
+    pub connect: Duration,
+    /// A whole non-streaming request, body included; for a streamed one, the wait for its
+    /// headers. Default 120 s: Novita advises client timeouts above 60 s, since long
+    /// generations take that long.
+    pub request: Duration,
+    /// The longest silence between two pieces of a stream. Default 60 s.
+    pub stream_idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            request: Duration::from_secs(120),
+            stream_idle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything an adapter's client builder collects, before it is checked and resolved.
+/// Both adapters' builders wrap one, so they take the same settings and say the same
+/// things about them.
+#[derive(Clone, Default, PartialEq)]
+pub struct Options {
+    /// The API key; `None` reads `NOVITA_API_KEY`.
+    pub api_key: Option<String>,
+    /// The base URL; `None` reads `NOVITA_BASE_URL`, then `NOVITA_API_BASE`, then the default.
+    pub base_url: Option<String>,
+    /// The policy's settings; `None` is [`PolicyConfig::default`].
+    pub policy: Option<PolicyConfig>,
+    /// The policy's settings as TOML; wins over `policy`.
+    pub policy_toml: Option<String>,
+    /// Models to fall back to, in order.
+    pub fallback_models: Vec<String>,
+    /// HTTP timeouts.
+    pub timeouts: Timeouts,
+    /// The most bytes of an error body read; `None` is 64 KiB.
+    pub max_error_body: Option<usize>,
+    /// A seed for the jitter; `None` lets the adapter pick a random one.
+    pub seed: Option<u64>,
+}
+
+/// Shows every setting but the key, which prints as `<redacted>`.
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("base_url", &self.base_url)
+            .field("policy", &self.policy)
+            .field("policy_toml", &self.policy_toml)
+            .field("fallback_models", &self.fallback_models)
+            .field("timeouts", &self.timeouts)
+            .field("max_error_body", &self.max_error_body)
+            .field("seed", &self.seed)
+            .finish()
+    }
+}
+
+/// Checked options, ready for an adapter to build its client from.
+#[derive(Debug)]
+pub struct Resolved {
+    /// The key, where it came from, and the base URL.
+    pub settings: Settings,
+    /// The policy.
+    pub policy: Policy,
+    /// Models to fall back to, in order.
+    pub fallback_models: Vec<String>,
+    /// HTTP timeouts.
+    pub timeouts: Timeouts,
+    /// The most bytes of an error body read.
+    pub max_error_body: usize,
+    /// The jitter seed, if one was given.
+    pub seed: Option<u64>,
+}
+
+impl Options {
+    /// Checks the options, filling gaps from the environment (read through `env`).
+    ///
+    /// # Errors
+    /// No key, an unusable base URL, or an invalid policy configuration.
+    pub fn resolve(self, env: impl Fn(&str) -> Option<String>) -> Result<Resolved, CallError> {
+        let settings = Settings::resolve(self.api_key, self.base_url, env)?;
+        let config = match (self.policy, self.policy_toml) {
+            (_, Some(toml)) => PolicyConfig::from_toml(&toml)?,
+            (Some(config), None) => {
+                config.validate()?;
+                config
+            }
+            (None, None) => PolicyConfig::default(),
+        };
+        Ok(Resolved {
+            settings,
+            policy: Policy::new(config),
+            fallback_models: self.fallback_models,
+            timeouts: self.timeouts,
+            max_error_body: self.max_error_body.unwrap_or(DEFAULT_MAX_ERROR_BODY),
+            seed: self.seed,
+        })
+    }
+}
+
+/// What one call sends: its route, its JSON body (none for a `GET`), the models it may try,
+/// and whether a switch to streaming can be honoured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Job {
+    route: String,
+    body: Option<Value>,
+    models: Vec<String>,
+    reassembly: Reassembly,
+}
+
+impl Job {
+    /// A chat completion asking for `delivery`, trying `fallbacks` after the request's model.
+    ///
+    /// # Errors
+    /// [`CallError::Encode`] when the request cannot be written as JSON.
+    pub fn chat(
+        request: &ChatRequest,
+        delivery: Delivery,
+        fallbacks: &[String],
+    ) -> Result<Self, CallError> {
+        let mut request = request.clone();
+        request.stream = delivery == Delivery::Streamed;
+        let body = serde_json::to_value(&request).map_err(CallError::Encode)?;
+        Ok(Self {
+            route: "chat/completions".to_owned(),
+            body: Some(body),
+            models: model_chain(&request.model, fallbacks),
+            reassembly: Reassembly::Chat,
+        })
+    }
+
+    /// Any JSON `POST`; a `model` field in the body takes part in fallback, and the chat
+    /// route also in the switch to streaming.
+    #[must_use]
+    pub fn post(route: &str, body: &Value, fallbacks: &[String]) -> Self {
+        let route = route.trim_start_matches('/').to_owned();
+        let models = match body.get("model").and_then(Value::as_str) {
+            Some(model) => model_chain(model, fallbacks),
+            None => vec![route.clone()],
+        };
+        let reassembly = if route == "chat/completions" {
+            Reassembly::Chat
+        } else {
+            Reassembly::Unsupported
+        };
+        Self {
+            body: Some(body.clone()),
+            models,
+            reassembly,
+            route,
+        }
+    }
+
+    /// A `GET` of `route`, which names no model.
+    #[must_use]
+    pub fn get(route: &str) -> Self {
+        let route = route.trim_start_matches('/').to_owned();
+        Self {
+            body: None,
+            models: vec![route.clone()],
+            reassembly: Reassembly::Unsupported,
+            route,
+        }
+    }
+
+    /// The route, such as `chat/completions`.
+    #[must_use]
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// Whether a switch to streaming can be honoured.
+    #[must_use]
+    pub fn reassembly(&self) -> Reassembly {
+        self.reassembly
+    }
+
+    /// The models the call may try, in order; the [`Run`] takes them over.
+    #[must_use]
+    pub fn models(&self) -> &[String] {
+        &self.models
+    }
+
+    /// The body of one attempt to `model` with `delivery`, as JSON bytes; `None` for a
+    /// `GET`. The model (when the body names one) and, on the chat route, the stream flag
+    /// are set for this attempt.
+    pub fn body_for(&mut self, model: &str, delivery: Delivery) -> Option<Vec<u8>> {
+        let body = self.body.as_mut()?;
+        if let Some(object) = body.as_object_mut() {
+            if object.contains_key("model") {
+                object.insert("model".to_owned(), Value::from(model));
+            }
+            if self.reassembly == Reassembly::Chat {
+                object.insert(
+                    "stream".to_owned(),
+                    Value::from(delivery == Delivery::Streamed),
+                );
+            }
+        }
+        // A Value always serialises: its map keys are strings.
+        Some(serde_json::to_vec(body).unwrap_or_default())
+    }
+}
+
+fn model_chain(model: &str, fallbacks: &[String]) -> Vec<String> {
+    let mut chain = vec![model.to_owned()];
+    chain.extend(
+        fallbacks
+            .iter()
+            .filter(|fallback| *fallback != model)
+            .cloned(),
+    );
+    chain
+}
+
+impl Received<crate::wire::ChatCompletion> {
+    /// A reassembled completion as JSON, for adapters' generic JSON calls.
+    #[must_use]
+    pub fn into_json(self) -> Received<Value> {
+        match self {
+            Received::Value(completion) => match serde_json::to_value(completion) {
+                Ok(value) => Received::Value(value),
+                Err(error) => Received::Invalid(CallError::Encode(error)),
+            },
+            Received::Broken(transport, error) => Received::Broken(transport, error),
+            Received::ServerError { status, body } => Received::ServerError { status, body },
+            Received::Invalid(error) => Received::Invalid(error),
+        }
+    }
+}
+
+/// What an adapter's handler made of a successful response.
+#[derive(Debug)]
+pub enum Received<T> {
+    /// The answer.
+    Value(T),
+    /// The body broke off: fed back to the policy like any other failed attempt.
+    Broken(Transport, Option<BoxError>),
+    /// The server reported an error inside a stream: fed back like an error response.
+    ServerError {
+        /// The status the error event carries.
+        status: u16,
+        /// The event, an error body.
+        body: Vec<u8>,
+    },
+    /// The answer cannot be used (malformed JSON): the call ends with this error.
+    Invalid(CallError),
+}
+
+impl<T> Received<T> {
+    /// Where a stream that broke while the adapter reassembled it goes: a cut or failed
+    /// read back to the policy, a server error as an error response, a malformed event as
+    /// a decode error.
+    #[must_use]
+    pub fn from_break(ending: StreamBreak, failure: Option<BoxError>, model: &str) -> Self {
+        if let Some(transport) = ending.transport() {
+            return Received::Broken(transport, failure);
+        }
+        match ending {
+            StreamBreak::ServerError { status, body } => Received::ServerError { status, body },
+            StreamBreak::Malformed(error) => Received::Invalid(CallError::Decode {
+                what: "stream event",
+                status: 200,
+                source: Box::new(error),
+            }),
+            other => Received::Invalid(CallError::Stream {
+                model: model.to_owned(),
+                chunks: 0,
+                problem: other.problem(),
+                source: None,
+            }),
+        }
+    }
+
+    /// Applies `f` to the answer, keeping every other case as it is.
+    #[must_use]
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Received<U> {
+        match self {
+            Received::Value(value) => Received::Value(f(value)),
+            Received::Broken(transport, error) => Received::Broken(transport, error),
+            Received::ServerError { status, body } => Received::ServerError { status, body },
+            Received::Invalid(error) => Received::Invalid(error),
+        }
     }
 }
 
@@ -459,6 +756,65 @@ mod tests {
         let advice = error.advice();
         assert!(advice.starts_with("invalid policy config: "), "{advice}");
         assert!(advice.contains("max_atempts"), "{advice}");
+    }
+
+    #[test]
+    fn jobs_set_the_model_and_stream_flag_per_attempt() {
+        let request = ChatRequest::new("a", "hi");
+        let mut job = Job::chat(
+            &request,
+            Delivery::Buffered,
+            &["b".to_owned(), "a".to_owned()],
+        )
+        .unwrap();
+        assert_eq!(
+            job.models(),
+            ["a", "b"],
+            "the requested model is not its own fallback"
+        );
+        let body: Value =
+            serde_json::from_slice(&job.body_for("b", Delivery::Streamed).unwrap()).unwrap();
+        assert_eq!(
+            (body["model"].as_str(), body["stream"].as_bool()),
+            (Some("b"), Some(true))
+        );
+
+        let mut other = Job::post(
+            "/completions",
+            &serde_json::json!({"model": "a", "prompt": "x"}),
+            &[],
+        );
+        let body: Value =
+            serde_json::from_slice(&other.body_for("a", Delivery::Streamed).unwrap()).unwrap();
+        assert!(
+            body.get("stream").is_none(),
+            "only the chat route is switched to streaming"
+        );
+        assert_eq!(other.reassembly(), Reassembly::Unsupported);
+
+        let mut list = Job::get("models");
+        assert_eq!(
+            (list.route(), list.models()),
+            ("models", &["models".to_owned()][..])
+        );
+        assert!(list.body_for("models", Delivery::Buffered).is_none());
+    }
+
+    #[test]
+    fn options_resolve_and_hide_the_key() {
+        let options = Options {
+            api_key: Some("sk_options_secret".into()),
+            ..Options::default()
+        };
+        assert!(!format!("{options:?}").contains("sk_options_secret"));
+        let resolved = options.clone().resolve(|_| None).unwrap();
+        assert_eq!(resolved.max_error_body, DEFAULT_MAX_ERROR_BODY);
+        assert_eq!(resolved.settings.base_url, DEFAULT_BASE_URL);
+        let bad = Options {
+            policy_toml: Some("max_attempts = 0".into()),
+            ..options
+        };
+        assert!(matches!(bad.resolve(|_| None), Err(CallError::Config(_))));
     }
 
     #[test]
