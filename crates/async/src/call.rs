@@ -136,10 +136,8 @@ impl Client {
                     }
                     Go::Stop(error) => return Err(error),
                 };
-                let after = match self
-                    .send(&url, job.body_for(&model, delivery), delivery)
-                    .await
-                {
+                let body = job.body_for(&model, delivery)?;
+                let after = match self.send(&url, body, delivery).await {
                     Err((transport, error)) => {
                         self.failed(&mut run, &Outcome::Transport(transport), Some(error))
                     }

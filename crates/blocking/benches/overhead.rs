@@ -1,5 +1,8 @@
-//! Adapter overhead on the success path: `novita-ureq` against raw ureq, both posting the
-//! same chat completion to `novita-mock` on loopback, side by side in one run.
+//! Adapter overhead on the success path: `novita-ureq` against raw ureq, all posting the
+//! same chat completion to `novita-mock` on loopback, side by side in one run. The raw
+//! client runs twice: bare, and with the same 120 s request timeout the adapter sets (as
+//! Novita advises); ureq's timeouts have a cost of their own on loopback, which the second
+//! baseline separates from the adapter's.
 
 use std::hint::black_box;
 
@@ -31,6 +34,22 @@ fn overhead(c: &mut Criterion) {
                 .post(&url)
                 .header("authorization", &authorization)
                 .content_type("application/json")
+                .send(&body[..])
+                .expect("the mock answers");
+            let bytes = response.body_mut().read_to_vec().expect("a body");
+            black_box(serde_json::from_slice::<ChatCompletion>(&bytes).expect("a completion"))
+        });
+    });
+    group.bench_function("raw_ureq_timeout", |b| {
+        b.iter(|| {
+            let body = serde_json::to_vec(&request).expect("serialisable");
+            let mut response = raw
+                .post(&url)
+                .header("authorization", &authorization)
+                .content_type("application/json")
+                .config()
+                .timeout_global(Some(novita_ureq::Timeouts::default().request))
+                .build()
                 .send(&body[..])
                 .expect("the mock answers");
             let bytes = response.body_mut().read_to_vec().expect("a body");

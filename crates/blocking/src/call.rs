@@ -119,7 +119,8 @@ impl Client {
                 }
                 Go::Stop(error) => return Err(error),
             };
-            let after = match self.send(&url, job.body_for(&model, delivery), delivery) {
+            let body = job.body_for(&model, delivery)?;
+            let after = match self.send(&url, body, delivery) {
                 Err(error) => {
                     let outcome = Outcome::Transport(classify(&error, Phase::Headers));
                     self.failed(&mut run, &outcome, Some(Box::new(error)))

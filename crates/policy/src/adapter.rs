@@ -266,16 +266,25 @@ impl Options {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Job {
     route: String,
-    body: Option<Value>,
+    body: Body,
     models: Vec<String>,
     reassembly: Reassembly,
+}
+
+/// A job's body. A chat request stays typed, so each attempt serialises the struct
+/// directly (going through `serde_json::Value` costs more than the policy itself).
+#[derive(Clone, Debug, PartialEq)]
+enum Body {
+    None,
+    Chat(Box<ChatRequest>),
+    Json(Value),
 }
 
 impl Job {
     /// A chat completion asking for `delivery`, trying `fallbacks` after the request's model.
     ///
     /// # Errors
-    /// [`CallError::Encode`] when the request cannot be written as JSON.
+    /// None today; the `Result` keeps room for requests that cannot be sent.
     pub fn chat(
         request: &ChatRequest,
         delivery: Delivery,
@@ -283,11 +292,10 @@ impl Job {
     ) -> Result<Self, CallError> {
         let mut request = request.clone();
         request.stream = delivery == Delivery::Streamed;
-        let body = serde_json::to_value(&request).map_err(CallError::Encode)?;
         Ok(Self {
             route: "chat/completions".to_owned(),
-            body: Some(body),
             models: model_chain(&request.model, fallbacks),
+            body: Body::Chat(Box::new(request)),
             reassembly: Reassembly::Chat,
         })
     }
@@ -307,7 +315,7 @@ impl Job {
             Reassembly::Unsupported
         };
         Self {
-            body: Some(body.clone()),
+            body: Body::Json(body.clone()),
             models,
             reassembly,
             route,
@@ -319,7 +327,7 @@ impl Job {
     pub fn get(route: &str) -> Self {
         let route = route.trim_start_matches('/').to_owned();
         Self {
-            body: None,
+            body: Body::None,
             models: vec![route.clone()],
             reassembly: Reassembly::Unsupported,
             route,
@@ -347,21 +355,38 @@ impl Job {
     /// The body of one attempt to `model` with `delivery`, as JSON bytes; `None` for a
     /// `GET`. The model (when the body names one) and, on the chat route, the stream flag
     /// are set for this attempt.
-    pub fn body_for(&mut self, model: &str, delivery: Delivery) -> Option<Vec<u8>> {
-        let body = self.body.as_mut()?;
-        if let Some(object) = body.as_object_mut() {
-            if object.contains_key("model") {
-                object.insert("model".to_owned(), Value::from(model));
+    ///
+    /// # Errors
+    /// [`CallError::Encode`] when the body cannot be written as JSON (a request whose
+    /// extra parameters do not serialise).
+    pub fn body_for(
+        &mut self,
+        model: &str,
+        delivery: Delivery,
+    ) -> Result<Option<Vec<u8>>, CallError> {
+        let streamed = delivery == Delivery::Streamed;
+        let bytes = match &mut self.body {
+            Body::None => return Ok(None),
+            Body::Chat(request) => {
+                if request.model != model {
+                    model.clone_into(&mut request.model);
+                }
+                request.stream = streamed;
+                serde_json::to_vec(request)
             }
-            if self.reassembly == Reassembly::Chat {
-                object.insert(
-                    "stream".to_owned(),
-                    Value::from(delivery == Delivery::Streamed),
-                );
+            Body::Json(body) => {
+                if let Some(object) = body.as_object_mut() {
+                    if object.contains_key("model") {
+                        object.insert("model".to_owned(), Value::from(model));
+                    }
+                    if self.reassembly == Reassembly::Chat {
+                        object.insert("stream".to_owned(), Value::from(streamed));
+                    }
+                }
+                serde_json::to_vec(body)
             }
-        }
-        // A Value always serialises: its map keys are strings.
-        Some(serde_json::to_vec(body).unwrap_or_default())
+        };
+        bytes.map(Some).map_err(CallError::Encode)
     }
 }
 
@@ -773,7 +798,8 @@ mod tests {
             "the requested model is not its own fallback"
         );
         let body: Value =
-            serde_json::from_slice(&job.body_for("b", Delivery::Streamed).unwrap()).unwrap();
+            serde_json::from_slice(&job.body_for("b", Delivery::Streamed).unwrap().unwrap())
+                .unwrap();
         assert_eq!(
             (body["model"].as_str(), body["stream"].as_bool()),
             (Some("b"), Some(true))
@@ -785,7 +811,8 @@ mod tests {
             &[],
         );
         let body: Value =
-            serde_json::from_slice(&other.body_for("a", Delivery::Streamed).unwrap()).unwrap();
+            serde_json::from_slice(&other.body_for("a", Delivery::Streamed).unwrap().unwrap())
+                .unwrap();
         assert!(
             body.get("stream").is_none(),
             "only the chat route is switched to streaming"
@@ -797,7 +824,11 @@ mod tests {
             (list.route(), list.models()),
             ("models", &["models".to_owned()][..])
         );
-        assert!(list.body_for("models", Delivery::Buffered).is_none());
+        assert!(
+            list.body_for("models", Delivery::Buffered)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

@@ -1,0 +1,83 @@
+//! The adapter's overhead, measured interleaved: each round calls raw reqwest, raw reqwest
+//! with the adapter's request timeout, and `novita-reqwest`, one after another, against the
+//! same `novita-mock` on loopback, so drift on a shared machine hits all three alike.
+//!
+//! Prints one line, `raw=NS raw_timeout=NS ours=NS`, the median time per call of each;
+//! `cargo xtask bench` reads it. Run with `cargo run --release -p novita-reqwest --example overhead`.
+
+use std::time::{Duration, Instant};
+
+use novita_mock::MockServer;
+use novita_policy::wire::{ChatCompletion, ChatRequest};
+
+const ROUNDS: usize = 4000;
+
+fn main() {
+    let server = MockServer::start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let request = ChatRequest::new(novita_mock::DEFAULT_MODELS[0], "benchmark");
+    let url = format!("{}/chat/completions", server.base_url());
+    let authorization = format!("Bearer {}", server.api_key());
+    let timeout = novita_reqwest::Timeouts::default().request;
+    let client = novita_reqwest::Client::builder()
+        .api_key(server.api_key())
+        .base_url(server.base_url())
+        .build()
+        .expect("the client builds");
+    // Built after ours, which installs ring as the process's rustls provider: reqwest has
+    // no provider of its own in this workspace (see crates/async/Cargo.toml).
+    let raw = reqwest::Client::builder()
+        .build()
+        .expect("the raw client builds");
+
+    let raw_call = |with_timeout: bool| {
+        let body = serde_json::to_vec(&request).expect("serialisable");
+        let builder = raw
+            .post(&url)
+            .header("authorization", &authorization)
+            .header("content-type", "application/json")
+            .body(body);
+        let builder = if with_timeout {
+            builder.timeout(timeout)
+        } else {
+            builder
+        };
+        async move {
+            let bytes = builder
+                .send()
+                .await
+                .expect("the mock answers")
+                .bytes()
+                .await
+                .expect("a body");
+            serde_json::from_slice::<ChatCompletion>(&bytes).expect("a completion")
+        }
+    };
+
+    let mut samples: [Vec<Duration>; 3] = Default::default();
+    runtime.block_on(async {
+        for round in 0..ROUNDS + 200 {
+            let started = Instant::now();
+            std::hint::black_box(raw_call(false).await);
+            let raw_done = Instant::now();
+            std::hint::black_box(raw_call(true).await);
+            let timed_done = Instant::now();
+            std::hint::black_box(client.chat(&request).await.expect("the mock answers"));
+            let ours_done = Instant::now();
+            // The first rounds warm up connections and caches.
+            if round >= 200 {
+                samples[0].push(raw_done - started);
+                samples[1].push(timed_done - raw_done);
+                samples[2].push(ours_done - timed_done);
+            }
+        }
+    });
+    let [raw, timed, ours] = samples.map(|mut times| {
+        times.sort_unstable();
+        times[times.len() / 2].as_nanos()
+    });
+    println!("raw={raw} raw_timeout={timed} ours={ours}");
+}
