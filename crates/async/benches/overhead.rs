@@ -31,6 +31,9 @@ fn overhead(c: &mut Criterion) {
         .expect("the raw client builds");
 
     let mut group = c.benchmark_group("async");
+    // The mock records every request; start each benchmark from an empty log so that
+    // later benchmarks do not pay for the ones before them.
+    server.clear_requests();
     group.bench_function("raw_reqwest", |b| {
         b.iter(|| {
             runtime.block_on(async {
@@ -48,6 +51,7 @@ fn overhead(c: &mut Criterion) {
             })
         });
     });
+    server.clear_requests();
     group.bench_function("raw_reqwest_timeout", |b| {
         b.iter(|| {
             runtime.block_on(async {
@@ -66,6 +70,7 @@ fn overhead(c: &mut Criterion) {
             })
         });
     });
+    server.clear_requests();
     group.bench_function("novita_reqwest", |b| {
         b.iter(|| {
             runtime.block_on(async {

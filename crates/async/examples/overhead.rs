@@ -1,6 +1,7 @@
 //! The adapter's overhead, measured interleaved: each round calls raw reqwest, raw reqwest
 //! with the adapter's request timeout, and `novita-reqwest`, one after another, against the
-//! same `novita-mock` on loopback, so drift on a shared machine hits all three alike.
+//! same `novita-mock` on loopback, so drift on a shared machine hits all three alike. The
+//! order rotates every round, so no variant always goes first.
 //!
 //! Prints one line, `raw=NS raw_timeout=NS ours=NS`, the median time per call of each;
 //! `cargo xtask bench` reads it. Run with `cargo run --release -p novita-reqwest --example overhead`.
@@ -60,18 +61,23 @@ fn main() {
     let mut samples: [Vec<Duration>; 3] = Default::default();
     runtime.block_on(async {
         for round in 0..ROUNDS + 200 {
-            let started = Instant::now();
-            std::hint::black_box(raw_call(false).await);
-            let raw_done = Instant::now();
-            std::hint::black_box(raw_call(true).await);
-            let timed_done = Instant::now();
-            std::hint::black_box(client.chat(&request).await.expect("the mock answers"));
-            let ours_done = Instant::now();
-            // The first rounds warm up connections and caches.
-            if round >= 200 {
-                samples[0].push(raw_done - started);
-                samples[1].push(timed_done - raw_done);
-                samples[2].push(ours_done - timed_done);
+            for offset in 0..3 {
+                let variant = (round + offset) % 3;
+                let started = Instant::now();
+                match variant {
+                    0 => drop(std::hint::black_box(raw_call(false).await)),
+                    1 => drop(std::hint::black_box(raw_call(true).await)),
+                    _ => drop(std::hint::black_box(
+                        client.chat(&request).await.expect("the mock answers"),
+                    )),
+                }
+                // The first rounds warm up connections and caches.
+                if round >= 200 {
+                    samples[variant].push(started.elapsed());
+                }
+            }
+            if round % 500 == 0 {
+                server.clear_requests();
             }
         }
     });

@@ -27,6 +27,9 @@ fn overhead(c: &mut Criterion) {
         .expect("the client builds");
 
     let mut group = c.benchmark_group("blocking");
+    // The mock records every request; start each benchmark from an empty log so that
+    // later benchmarks do not pay for the ones before them.
+    server.clear_requests();
     group.bench_function("raw_ureq", |b| {
         b.iter(|| {
             let body = serde_json::to_vec(&request).expect("serialisable");
@@ -40,6 +43,7 @@ fn overhead(c: &mut Criterion) {
             black_box(serde_json::from_slice::<ChatCompletion>(&bytes).expect("a completion"))
         });
     });
+    server.clear_requests();
     group.bench_function("raw_ureq_timeout", |b| {
         b.iter(|| {
             let body = serde_json::to_vec(&request).expect("serialisable");
@@ -56,6 +60,7 @@ fn overhead(c: &mut Criterion) {
             black_box(serde_json::from_slice::<ChatCompletion>(&bytes).expect("a completion"))
         });
     });
+    server.clear_requests();
     group.bench_function("novita_ureq", |b| {
         b.iter(|| black_box(client.chat(&request).expect("the mock answers")));
     });
