@@ -59,7 +59,10 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<PathBuf, Error> {
         cargo(root, &args)?;
     }
     let mut interleaved = Vec::new();
-    for package in ["novita-ureq", "novita-reqwest"] {
+    for (package, example) in [
+        ("novita-ureq", "ureq_overhead"),
+        ("novita-reqwest", "reqwest_overhead"),
+    ] {
         let line = cargo_output(
             root,
             &[
@@ -69,11 +72,11 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<PathBuf, Error> {
                 "-p",
                 package,
                 "--example",
-                "overhead",
+                example,
             ],
         )?;
         interleaved.push(Interleaved::parse(line.trim()).ok_or_else(|| Error::Parse {
-            path: PathBuf::from(format!("{package} --example overhead")),
+            path: PathBuf::from(format!("{package} --example {example}")),
             problem: format!("unexpected output {:?}", line.trim()),
         })?);
     }
@@ -149,7 +152,7 @@ fn cargo_output(root: &Path, args: &[&str]) -> Result<String, Error> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// Median nanoseconds per call from an adapter's interleaved `overhead` example.
+/// Median nanoseconds per call from an adapter's interleaved overhead example.
 struct Interleaved {
     raw: f64,
     raw_timeout: f64,
@@ -241,7 +244,7 @@ fn render(
         "Each adapter against a raw client doing the same JSON work, bare and with the same \
          120 s request timeout the adapter sets (Novita advises timeouts above 60 s). The three \
          run interleaved, call after call, 4000 rounds (`cargo run --release -p novita-ureq \
-         --example overhead`, and `-p novita-reqwest`); medians per call. The overhead is \
+         --example ureq_overhead`, `-p novita-reqwest --example reqwest_overhead`); medians per call. The overhead is \
          measured against the raw client with the timeout: the timeout's own cost belongs to \
          the HTTP client, not to the policy.\n"
     );

@@ -222,8 +222,17 @@ impl Run {
                 );
                 After::Stop(self.stop(give_up, source))
             }
-            // A success status is not a failure; the adapter calls `succeeded` for those.
-            Decision::Done => After::Sleep(Duration::ZERO),
+            // Adapters hand only failures here (statuses of 400 and above, transport
+            // failures, broken streams); a success goes through `succeeded`. Should one
+            // arrive anyway, the call stops rather than sending the request again.
+            Decision::Done => {
+                debug_assert!(false, "Run::failed was given a successful outcome");
+                After::Stop(CallError::Decode {
+                    what: "response",
+                    status: outcome_status(outcome),
+                    source: "a successful status was reported as a failure".into(),
+                })
+            }
         }
     }
 
@@ -290,6 +299,13 @@ impl Run {
             key_source: self.key_source,
             source,
         }
+    }
+}
+
+fn outcome_status(outcome: &Outcome<'_>) -> u16 {
+    match outcome {
+        Outcome::Response { status, .. } => *status,
+        Outcome::Transport(_) => 0,
     }
 }
 

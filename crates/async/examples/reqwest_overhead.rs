@@ -4,7 +4,7 @@
 //! order rotates every round, so no variant always goes first.
 //!
 //! Prints one line, `raw=NS raw_timeout=NS ours=NS`, the median time per call of each;
-//! `cargo xtask bench` reads it. Run with `cargo run --release -p novita-reqwest --example overhead`.
+//! `cargo xtask bench` reads it. Run with `cargo run --release -p novita-reqwest --example reqwest_overhead`.
 
 use std::time::{Duration, Instant};
 
