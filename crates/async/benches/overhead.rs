@@ -1,7 +1,8 @@
 //! Adapter overhead on the success path: `novita-reqwest` against raw reqwest, all posting
-//! the same chat completion to `novita-mock` on loopback, side by side in one run. The raw
-//! client runs twice: bare, and with the same 120 s request timeout the adapter sets (as
-//! Novita advises), which separates the timeout's own cost from the adapter's.
+//! the same chat completion to `novita-mock` on loopback. The raw client runs twice: bare,
+//! and with the same 120 s request timeout the adapter sets (as Novita advises), which
+//! separates the timeout's own cost from the adapter's. `examples/reqwest_overhead.rs` runs
+//! the same three interleaved.
 
 use std::hint::black_box;
 
@@ -18,7 +19,7 @@ fn overhead(c: &mut Criterion) {
     let request = ChatRequest::new(novita_mock::DEFAULT_MODELS[0], "benchmark");
     let url = format!("{}/chat/completions", server.base_url());
     let authorization = format!("Bearer {}", server.api_key());
-
+    let timeout = novita_reqwest::Timeouts::default().request;
     let client = novita_reqwest::Client::builder()
         .api_key(server.api_key())
         .base_url(server.base_url())
@@ -30,45 +31,38 @@ fn overhead(c: &mut Criterion) {
         .build()
         .expect("the raw client builds");
 
+    let raw_call = |with_timeout: bool| {
+        let body = serde_json::to_vec(&request).expect("serialisable");
+        let builder = raw
+            .post(&url)
+            .header("authorization", &authorization)
+            .header("content-type", "application/json")
+            .body(body);
+        let builder = if with_timeout {
+            builder.timeout(timeout)
+        } else {
+            builder
+        };
+        runtime.block_on(async {
+            let bytes = builder
+                .send()
+                .await
+                .expect("the mock answers")
+                .bytes()
+                .await
+                .expect("a body");
+            serde_json::from_slice::<ChatCompletion>(&bytes).expect("a completion")
+        })
+    };
+
     let mut group = c.benchmark_group("async");
-    // The mock records every request; start each benchmark from an empty log so that
-    // later benchmarks do not pay for the ones before them.
+    // The mock records every request; each benchmark starts from an empty log so that later
+    // benchmarks do not pay for the ones before them.
     server.clear_requests();
-    group.bench_function("raw_reqwest", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                let body = serde_json::to_vec(&request).expect("serialisable");
-                let response = raw
-                    .post(&url)
-                    .header("authorization", &authorization)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .expect("the mock answers");
-                let bytes = response.bytes().await.expect("a body");
-                black_box(serde_json::from_slice::<ChatCompletion>(&bytes).expect("a completion"))
-            })
-        });
-    });
+    group.bench_function("raw_reqwest", |b| b.iter(|| black_box(raw_call(false))));
     server.clear_requests();
     group.bench_function("raw_reqwest_timeout", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                let body = serde_json::to_vec(&request).expect("serialisable");
-                let response = raw
-                    .post(&url)
-                    .header("authorization", &authorization)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .timeout(novita_reqwest::Timeouts::default().request)
-                    .send()
-                    .await
-                    .expect("the mock answers");
-                let bytes = response.bytes().await.expect("a body");
-                black_box(serde_json::from_slice::<ChatCompletion>(&bytes).expect("a completion"))
-            })
-        });
+        b.iter(|| black_box(raw_call(true)))
     });
     server.clear_requests();
     group.bench_function("novita_reqwest", |b| {
