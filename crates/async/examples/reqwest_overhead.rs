@@ -8,56 +8,17 @@
 
 use std::time::{Duration, Instant};
 
-use novita_mock::MockServer;
-use novita_policy::wire::{ChatCompletion, ChatRequest};
+#[path = "../benches/common/mod.rs"]
+mod common;
 
 const ROUNDS: usize = 4000;
 
 fn main() {
-    let server = MockServer::start();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime");
-    let request = ChatRequest::new(novita_mock::DEFAULT_MODELS[0], "benchmark");
-    let url = format!("{}/chat/completions", server.base_url());
-    let authorization = format!("Bearer {}", server.api_key());
-    let timeout = novita_reqwest::Timeouts::default().request;
-    let client = novita_reqwest::Client::builder()
-        .api_key(server.api_key())
-        .base_url(server.base_url())
-        .build()
-        .expect("the client builds");
-    // Built after ours, which installs ring as the process's rustls provider: reqwest has
-    // no provider of its own in this workspace (see crates/async/Cargo.toml).
-    let raw = reqwest::Client::builder()
-        .build()
-        .expect("the raw client builds");
-
-    let raw_call = |with_timeout: bool| {
-        let body = serde_json::to_vec(&request).expect("serialisable");
-        let builder = raw
-            .post(&url)
-            .header("authorization", &authorization)
-            .header("content-type", "application/json")
-            .body(body);
-        let builder = if with_timeout {
-            builder.timeout(timeout)
-        } else {
-            builder
-        };
-        async move {
-            let bytes = builder
-                .send()
-                .await
-                .expect("the mock answers")
-                .bytes()
-                .await
-                .expect("a body");
-            serde_json::from_slice::<ChatCompletion>(&bytes).expect("a completion")
-        }
-    };
-
+    let fixture = common::Fixture::new();
     let mut samples: [Vec<Duration>; 3] = Default::default();
     runtime.block_on(async {
         for round in 0..ROUNDS + 200 {
@@ -65,11 +26,9 @@ fn main() {
                 let variant = (round + offset) % 3;
                 let started = Instant::now();
                 match variant {
-                    0 => drop(std::hint::black_box(raw_call(false).await)),
-                    1 => drop(std::hint::black_box(raw_call(true).await)),
-                    _ => drop(std::hint::black_box(
-                        client.chat(&request).await.expect("the mock answers"),
-                    )),
+                    0 => drop(std::hint::black_box(fixture.raw_call(false).await)),
+                    1 => drop(std::hint::black_box(fixture.raw_call(true).await)),
+                    _ => drop(std::hint::black_box(fixture.ours().await)),
                 }
                 // The first rounds warm up connections and caches.
                 if round >= 200 {
@@ -77,7 +36,7 @@ fn main() {
                 }
             }
             if round % 500 == 0 {
-                server.clear_requests();
+                fixture.server.clear_requests();
             }
         }
     });

@@ -23,7 +23,7 @@ impl Client {
     /// [`Error::GaveUp`] when the policy stops; [`Error::Encode`] / [`Error::Decode`] for
     /// JSON that cannot be written or read.
     pub async fn chat(&self, request: &ChatRequest) -> Result<Answer<ChatCompletion>, Error> {
-        let job = Job::chat(request, Delivery::Buffered, &self.inner.fallback_models)?;
+        let job = Job::chat(request, Delivery::Buffered, &self.inner.fallback_models);
         let idle = self.inner.timeouts.stream_idle;
         self.execute(
             job,
@@ -46,7 +46,7 @@ impl Client {
     /// # Errors
     /// As for [`chat`](Self::chat), for everything before the first byte of the stream.
     pub async fn chat_stream(&self, request: &ChatRequest) -> Result<Answer<ChatStream>, Error> {
-        let job = Job::chat(request, Delivery::Streamed, &self.inner.fallback_models)?;
+        let job = Job::chat(request, Delivery::Streamed, &self.inner.fallback_models);
         let idle = self.inner.timeouts.stream_idle;
         self.execute(job, Delivery::Streamed, |response, _, model| async move {
             Received::Value(ChatStream::new(response, model, idle))

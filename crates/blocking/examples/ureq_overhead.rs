@@ -8,54 +8,22 @@
 
 use std::time::{Duration, Instant};
 
-use novita_mock::MockServer;
-use novita_policy::wire::{ChatCompletion, ChatRequest};
+#[path = "../benches/common/mod.rs"]
+mod common;
 
 const ROUNDS: usize = 4000;
 
 fn main() {
-    let server = MockServer::start();
-    let request = ChatRequest::new(novita_mock::DEFAULT_MODELS[0], "benchmark");
-    let url = format!("{}/chat/completions", server.base_url());
-    let authorization = format!("Bearer {}", server.api_key());
-    let timeout = novita_ureq::Timeouts::default().request;
-    let raw: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let client = novita_ureq::Client::builder()
-        .api_key(server.api_key())
-        .base_url(server.base_url())
-        .build()
-        .expect("the client builds");
-
-    let raw_call = |with_timeout: bool| {
-        let body = serde_json::to_vec(&request).expect("serialisable");
-        let builder = raw
-            .post(&url)
-            .header("authorization", &authorization)
-            .content_type("application/json");
-        let builder = if with_timeout {
-            builder.config().timeout_global(Some(timeout)).build()
-        } else {
-            builder
-        };
-        let mut response = builder.send(&body[..]).expect("the mock answers");
-        let bytes = response.body_mut().read_to_vec().expect("a body");
-        serde_json::from_slice::<ChatCompletion>(&bytes).expect("a completion")
-    };
-
+    let fixture = common::Fixture::new();
     let mut samples: [Vec<Duration>; 3] = Default::default();
     for round in 0..ROUNDS + 200 {
         for offset in 0..3 {
             let variant = (round + offset) % 3;
             let started = Instant::now();
             match variant {
-                0 => drop(std::hint::black_box(raw_call(false))),
-                1 => drop(std::hint::black_box(raw_call(true))),
-                _ => drop(std::hint::black_box(
-                    client.chat(&request).expect("the mock answers"),
-                )),
+                0 => drop(std::hint::black_box(fixture.raw_call(false))),
+                1 => drop(std::hint::black_box(fixture.raw_call(true))),
+                _ => drop(std::hint::black_box(fixture.ours())),
             }
             // The first rounds warm up connections and caches.
             if round >= 200 {
@@ -63,7 +31,7 @@ fn main() {
             }
         }
         if round % 500 == 0 {
-            server.clear_requests();
+            fixture.server.clear_requests();
         }
     }
     let [raw, timed, ours] = samples.map(|mut times| {

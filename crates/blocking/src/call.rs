@@ -26,7 +26,7 @@ impl Client {
     /// [`Error::GaveUp`] when the policy stops; [`Error::Encode`] / [`Error::Decode`] for
     /// JSON that cannot be written or read.
     pub fn chat(&self, request: &ChatRequest) -> Result<Answer<ChatCompletion>, Error> {
-        let job = Job::chat(request, Delivery::Buffered, &self.inner.fallback_models)?;
+        let job = Job::chat(request, Delivery::Buffered, &self.inner.fallback_models);
         self.execute(
             job,
             Delivery::Buffered,
@@ -45,7 +45,7 @@ impl Client {
     /// # Errors
     /// As for [`chat`](Self::chat), for everything before the first byte of the stream.
     pub fn chat_stream(&self, request: &ChatRequest) -> Result<Answer<ChatStream>, Error> {
-        let job = Job::chat(request, Delivery::Streamed, &self.inner.fallback_models)?;
+        let job = Job::chat(request, Delivery::Streamed, &self.inner.fallback_models);
         self.execute(job, Delivery::Streamed, |response, _, model| {
             Received::Value(ChatStream::new(response, model.to_owned()))
         })

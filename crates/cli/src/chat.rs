@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use novita_policy::adapter::{Answer, CallError};
-use novita_policy::wire::{ChatCompletion, ChatRequest};
+use novita_policy::wire::{ChatChunk, ChatCompletion, ChatRequest};
 
 use crate::exit;
 
@@ -99,15 +99,11 @@ fn run_blocking(args: &Args, policy: Option<String>, request: &ChatRequest) -> R
     let client = builder.build()?;
     if args.stream {
         let answer = client.chat_stream(request)?;
-        let mut stdout = std::io::stdout().lock();
+        let mut printer = StreamPrinter::new();
         for chunk in answer.value {
-            let chunk = chunk.inspect_err(|_| {
-                let _ = writeln!(stdout);
-            })?;
-            let _ = write!(stdout, "{}", chunk.text());
-            let _ = stdout.flush();
+            printer.print(chunk)?;
         }
-        let _ = writeln!(stdout);
+        printer.finish();
         report(args, &answer.report);
     } else {
         print_answer(args, &client.chat(request)?);
@@ -130,21 +126,50 @@ fn run_async(args: &Args, policy: Option<String>, request: &ChatRequest) -> Resu
         if args.stream {
             let answer = client.chat_stream(request).await?;
             let mut stream = answer.value;
-            let mut stdout = std::io::stdout().lock();
+            let mut printer = StreamPrinter::new();
             while let Some(chunk) = stream.next_chunk().await {
-                let chunk = chunk.inspect_err(|_| {
-                    let _ = writeln!(stdout);
-                })?;
-                let _ = write!(stdout, "{}", chunk.text());
-                let _ = stdout.flush();
+                printer.print(chunk)?;
             }
-            let _ = writeln!(stdout);
+            printer.finish();
             report(args, &answer.report);
         } else {
             print_answer(args, &client.chat(request).await?);
         }
         Ok(())
     })
+}
+
+/// Prints a streamed answer as it arrives, for either adapter's stream.
+struct StreamPrinter {
+    stdout: std::io::StdoutLock<'static>,
+}
+
+impl StreamPrinter {
+    fn new() -> Self {
+        Self {
+            stdout: std::io::stdout().lock(),
+        }
+    }
+
+    /// Prints one chunk; a broken stream ends the line and hands back its error.
+    fn print(&mut self, chunk: Result<ChatChunk, CallError>) -> Result<(), CallError> {
+        // A closed stdout (`novita chat ... | head`) is not worth reporting.
+        match chunk {
+            Ok(chunk) => {
+                let _ = write!(self.stdout, "{}", chunk.text());
+                let _ = self.stdout.flush();
+                Ok(())
+            }
+            Err(error) => {
+                let _ = writeln!(self.stdout);
+                Err(error)
+            }
+        }
+    }
+
+    fn finish(mut self) {
+        let _ = writeln!(self.stdout);
+    }
 }
 
 fn print_answer(args: &Args, answer: &Answer<ChatCompletion>) {

@@ -282,22 +282,16 @@ enum Body {
 
 impl Job {
     /// A chat completion asking for `delivery`, trying `fallbacks` after the request's model.
-    ///
-    /// # Errors
-    /// None today; the `Result` keeps room for requests that cannot be sent.
-    pub fn chat(
-        request: &ChatRequest,
-        delivery: Delivery,
-        fallbacks: &[String],
-    ) -> Result<Self, CallError> {
+    #[must_use]
+    pub fn chat(request: &ChatRequest, delivery: Delivery, fallbacks: &[String]) -> Self {
         let mut request = request.clone();
         request.stream = delivery == Delivery::Streamed;
-        Ok(Self {
+        Self {
             route: "chat/completions".to_owned(),
             models: model_chain(&request.model, fallbacks),
             body: Body::Chat(Box::new(request)),
             reassembly: Reassembly::Chat,
-        })
+        }
     }
 
     /// Any JSON `POST`; a `model` field in the body takes part in fallback, and the chat
@@ -790,8 +784,7 @@ mod tests {
             &request,
             Delivery::Buffered,
             &["b".to_owned(), "a".to_owned()],
-        )
-        .unwrap();
+        );
         assert_eq!(
             job.models(),
             ["a", "b"],
