@@ -1,12 +1,12 @@
-//! The attempt loop: ask the run, send, read, hand the outcome back, sleep.
+//! The attempt loop: poll the driver, send or sleep, feed the outcome back.
 
 use std::future::Future;
 use std::io;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use novita_policy::adapter::{After, Answer, BoxError, CallError, Go, Job, Received, Run};
-use novita_policy::wire::{Assembler, ChatCompletion, ChatRequest, Model, ModelList};
-use novita_policy::{Clock, Delivery, NO_HEADERS, Outcome, Phase, Transport};
+use novita_core::policy::{Delivery, Phase, Transport};
+use novita_core::wire::{Assembler, ChatCompletion, ChatRequest, Model, ModelList};
+use novita_core::{Answer, Attempt, BoxError, Poll, Received, Request};
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -23,35 +23,33 @@ impl Client {
     /// [`Error::GaveUp`] when the policy stops; [`Error::Encode`] / [`Error::Decode`] for
     /// JSON that cannot be written or read.
     pub async fn chat(&self, request: &ChatRequest) -> Result<Answer<ChatCompletion>, Error> {
-        let job = Job::chat(request, Delivery::Buffered, &self.inner.fallback_models);
-        let idle = self.inner.timeouts.stream_idle;
-        self.execute(
-            job,
-            Delivery::Buffered,
-            |response, delivery, model| async move {
-                match delivery {
-                    Delivery::Buffered => read_json(response, "chat completion").await,
-                    Delivery::Streamed => assemble(ChatStream::new(response, model, idle)).await,
+        let idle = self.core.timeouts().stream_idle;
+        self.execute(Request::chat(request), |response, attempt| async move {
+            match attempt.delivery {
+                Delivery::Buffered => read_json(response, "chat completion").await,
+                Delivery::Streamed => {
+                    assemble(ChatStream::new(response, attempt.model, idle)).await
                 }
-            },
-        )
+            }
+        })
         .await
     }
 
     /// A streamed chat completion: the policy applies until the stream starts, then the
-    /// chunks arrive through the returned [`ChatStream`]. A stream that breaks yields an
-    /// [`Error::Stream`] item instead of ending quietly, so a cut answer is never taken for
-    /// a whole one.
+    /// chunks arrive through the returned [`ChatStream`], which also carries the call's
+    /// [`Report`](crate::Report). A stream that breaks yields an [`Error::Stream`] item
+    /// instead of ending quietly, so a cut answer is never taken for a whole one.
     ///
     /// # Errors
     /// As for [`chat`](Self::chat), for everything before the first byte of the stream.
-    pub async fn chat_stream(&self, request: &ChatRequest) -> Result<Answer<ChatStream>, Error> {
-        let job = Job::chat(request, Delivery::Streamed, &self.inner.fallback_models);
-        let idle = self.inner.timeouts.stream_idle;
-        self.execute(job, Delivery::Streamed, |response, _, model| async move {
-            Received::Value(ChatStream::new(response, model, idle))
-        })
-        .await
+    pub async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, Error> {
+        let idle = self.core.timeouts().stream_idle;
+        let answer = self
+            .execute(Request::chat_stream(request), |response, attempt| async move {
+                Received::Value(ChatStream::new(response, attempt.model, idle))
+            })
+            .await?;
+        Ok(answer.value.with_report(answer.report))
     }
 
     /// The models this key may use (`GET /models`).
@@ -59,15 +57,11 @@ impl Client {
     /// # Errors
     /// As for [`chat`](Self::chat).
     pub async fn models(&self) -> Result<Answer<Vec<Model>>, Error> {
-        self.execute(
-            Job::get("models"),
-            Delivery::Buffered,
-            |response, _, _| async move {
-                read_json::<ModelList>(response, "model list")
-                    .await
-                    .map(|list| list.data)
-            },
-        )
+        self.execute(Request::get("models"), |response, _| async move {
+            read_json::<ModelList>(response, "model list")
+                .await
+                .map(|list| list.data)
+        })
         .await
     }
 
@@ -78,118 +72,60 @@ impl Client {
     /// # Errors
     /// As for [`chat`](Self::chat).
     pub async fn post_json(&self, route: &str, body: &Value) -> Result<Answer<Value>, Error> {
-        let job = Job::post(route, body, &self.inner.fallback_models);
-        let idle = self.inner.timeouts.stream_idle;
-        self.execute(
-            job,
-            Delivery::Buffered,
-            |response, delivery, model| async move {
-                match delivery {
-                    // Only the chat route is ever switched to streaming (see `Job::post`).
-                    Delivery::Streamed => assemble(ChatStream::new(response, model, idle))
-                        .await
-                        .into_json(),
-                    Delivery::Buffered => read_json(response, "response").await,
-                }
-            },
-        )
+        let idle = self.core.timeouts().stream_idle;
+        self.execute(Request::post(route, body), |response, attempt| async move {
+            match attempt.delivery {
+                // Only the chat route is ever switched to streaming.
+                Delivery::Streamed => assemble(ChatStream::new(response, attempt.model, idle))
+                    .await
+                    .into_json(),
+                Delivery::Buffered => read_json(response, "response").await,
+            }
+        })
         .await
     }
 
-    /// Runs one logical call to completion under the policy: every decision, wait, report
-    /// and log line comes from [`Run`]; this loop only sends, reads and sleeps. The state
-    /// lock is only ever taken inside synchronous blocks, never across an `.await`.
-    async fn execute<T, F, Fut>(
-        &self,
-        mut job: Job,
-        delivery: Delivery,
-        mut on_success: F,
-    ) -> Result<Answer<T>, Error>
+    /// Runs one call to its end: the driver decides, this loop sends, reads and sleeps.
+    /// The driver takes the state lock only inside its own synchronous methods, so no lock
+    /// is ever held across an `.await`.
+    async fn execute<T, F, Fut>(&self, request: Request, mut on_success: F) -> Result<Answer<T>, Error>
     where
-        F: FnMut(reqwest::Response, Delivery, String) -> Fut,
+        F: FnMut(reqwest::Response, Attempt) -> Fut,
         Fut: Future<Output = Received<T>>,
     {
-        let inner = &self.inner;
-        let url = inner.settings.url(job.route());
-        let models = job.models().to_vec();
-        let mut run = Run::start(
-            &inner.policy,
-            self.now(),
-            delivery,
-            models,
-            job.reassembly(),
-            inner.settings.key_source,
-            job.route(),
-        );
-        let span = run.span().clone();
+        let core = &self.core;
+        let mut driver = core.start(request, core.now());
+        let span = driver.span().clone();
         async move {
             loop {
-                let go = {
-                    let now = self.now();
-                    run.admit(&inner.policy, &mut self.lock().state, now)
-                };
-                let (model, delivery) = match go {
-                    Go::Send { model, delivery } => (model, delivery),
-                    Go::Wait(wait) => {
+                let mut attempt = match driver.poll(core.now()) {
+                    Poll::Send(attempt) => attempt,
+                    Poll::Wait(wait) => {
                         tokio::time::sleep(wait).await;
                         continue;
                     }
-                    Go::Stop(error) => return Err(error),
+                    Poll::Failed(error) => return Err(error),
                 };
-                let body = job.body_for(&model, delivery)?;
-                let after = match self.send(&url, body, delivery).await {
-                    Err((transport, error)) => {
-                        self.failed(&mut run, &Outcome::Transport(transport), Some(error))
+                match self.send(&mut attempt).await {
+                    Err((failure, error)) => {
+                        driver.handle_transport(failure, Some(error), core.clock());
                     }
                     Ok(mut response) if response.status().as_u16() >= 400 => {
+                        let idle = core.timeouts().stream_idle;
+                        let body = read_bounded(&mut response, core.max_error_body(), idle).await;
                         let status = response.status().as_u16();
-                        let body = read_bounded(
-                            &mut response,
-                            inner.max_error_body,
-                            inner.timeouts.stream_idle,
-                        )
-                        .await;
-                        let outcome = Outcome::Response {
-                            status,
-                            headers: response.headers(),
-                            body: &body,
-                        };
-                        self.failed(&mut run, &outcome, None)
+                        driver.handle_response(status, response.headers(), &body, core.clock());
                         // The response drops here: the unread rest of the body is discarded.
                     }
                     Ok(response) => {
                         let status = response.status().as_u16();
-                        match on_success(response, delivery, model).await {
-                            Received::Value(value) => {
-                                let clock = self.clock();
-                                let report = run.succeeded(
-                                    &inner.policy,
-                                    &mut self.lock().state,
-                                    status,
-                                    clock,
-                                );
-                                return Ok(Answer { value, report });
-                            }
-                            Received::Broken(transport, error) => {
-                                self.failed(&mut run, &Outcome::Transport(transport), error)
-                            }
-                            Received::ServerError { status, body } => {
-                                let outcome = Outcome::Response {
-                                    status,
-                                    headers: &NO_HEADERS,
-                                    body: &body,
-                                };
-                                self.failed(&mut run, &outcome, None)
-                            }
-                            Received::Invalid(error) => {
-                                return Err(run.unusable(status, self.now(), error));
-                            }
+                        let received = on_success(response, attempt).await;
+                        if let Some(answer) =
+                            driver.handle_received(status, received, core.clock())
+                        {
+                            return Ok(answer);
                         }
                     }
-                };
-                match after {
-                    After::Sleep(delay) => tokio::time::sleep(delay).await,
-                    After::Stop(error) => return Err(error),
                 }
             }
         }
@@ -197,28 +133,27 @@ impl Client {
         .await
     }
 
-    /// Sends one attempt and waits for the response headers: a `POST` of `body`, or a
+    /// Sends one attempt and waits for the response headers: a `POST` of its body, or a
     /// `GET` when there is none. A buffered attempt is bounded as a whole by
     /// [`Timeouts::request`](crate::Timeouts::request), body included; a streamed one only
     /// until its headers arrive, after which the stream's idle timeout takes over.
+    /// The body moves into the request, so it is not copied.
     async fn send(
         &self,
-        url: &str,
-        body: Option<Vec<u8>>,
-        delivery: Delivery,
+        attempt: &mut Attempt,
     ) -> Result<reqwest::Response, (Transport, BoxError)> {
-        let inner = &self.inner;
-        let timeout = inner.timeouts.request;
-        let builder = match body {
-            None => inner.http.get(url),
-            Some(bytes) => inner
+        let timeout = self.core.timeouts().request;
+        let builder = match attempt.body.take() {
+            None => self.http.get(&attempt.url),
+            Some(bytes) => self
                 .http
-                .post(url)
+                .post(&attempt.url)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(bytes),
         };
-        let builder = builder.header(reqwest::header::AUTHORIZATION, inner.settings.key.bearer());
-        let sent = match delivery {
+        let builder =
+            builder.header(reqwest::header::AUTHORIZATION, self.core.settings().key.bearer());
+        let sent = match attempt.delivery {
             Delivery::Buffered => builder.timeout(timeout).send().await,
             Delivery::Streamed => {
                 let builder = builder.header(reqwest::header::ACCEPT, "text/event-stream");
@@ -240,29 +175,6 @@ impl Client {
                 Box::new(error) as BoxError,
             )
         })
-    }
-
-    fn clock(&self) -> Clock {
-        Clock {
-            now: self.now(),
-            wall: SystemTime::now(),
-        }
-    }
-
-    /// Hands a failed attempt to the run. The lock is taken and released inside this
-    /// synchronous function, so it is never held across an `.await`.
-    fn failed(&self, run: &mut Run, outcome: &Outcome<'_>, source: Option<BoxError>) -> After {
-        let clock = self.clock();
-        let mut shared = self.lock();
-        let draw = shared.rng.draw();
-        run.failed(
-            &self.inner.policy,
-            &mut shared.state,
-            outcome,
-            clock,
-            draw,
-            source,
-        )
     }
 }
 
@@ -297,7 +209,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     match response.bytes().await {
         Ok(bytes) => match serde_json::from_slice(&bytes) {
             Ok(value) => Received::Value(value),
-            Err(error) => Received::Invalid(CallError::Decode {
+            Err(error) => Received::Invalid(Error::Decode {
                 what,
                 status,
                 source: Box::new(error),

@@ -2,11 +2,15 @@
 //! Novita documents it.
 //!
 //! Every decision (retry or not, how long to wait, when to switch to streaming or to a
-//! fallback model, when to stop and what to advise) comes from `novita-policy`; this crate
-//! sends requests, reads bounded error bodies, waits with `tokio::time::sleep`, and shares
-//! the retry budget, circuit breakers and pacing between every task that uses one
-//! [`Client`]. Pick it for async programs; synchronous programs want `novita-ureq`, which
-//! has the same API without `.await`.
+//! fallback model, when to stop and what to advise) comes from `novita-policy`, driven per
+//! call by `novita-core`'s call driver; this crate sends requests, reads bounded bodies and
+//! waits with `tokio::time::sleep`. Every task using one [`Client`] shares its retry
+//! budget, circuit breakers and pacing. Pick it for async programs; synchronous programs
+//! want `novita-ureq`, which has the same API without `.await`.
+//!
+//! Everything needed to handle a failure is re-exported here ([`Error`], [`ErrorKind`],
+//! [`GiveUp`], [`Stop`], the catalog's [`Class`] and [`Entry`]), so a program depends on
+//! this crate alone.
 //!
 //! The futures it returns spawn nothing: dropping one (say, through
 //! `tokio::time::timeout`) stops the call on the spot, even in the middle of a backoff.
@@ -18,7 +22,7 @@
 //! let answer = client.chat(&request).await?;
 //! println!("{}", answer.text());
 //!
-//! let mut stream = client.chat_stream(&request).await?.value;
+//! let mut stream = client.chat_stream(&request).await?;
 //! while let Some(chunk) = stream.next_chunk().await {
 //!     print!("{}", chunk?.text());
 //! }
@@ -26,51 +30,30 @@
 //! # }
 //! ```
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use novita_policy::adapter::{CallError, Options, Settings};
-use novita_policy::{ClientState, Policy, PolicyConfig, SplitMix64};
+use novita_core::{ClientCore, Options};
 
 mod call;
 mod stream;
 mod transport;
 
-pub use novita_policy::adapter::{Answer, KeySource, Report, Timeouts};
-pub use novita_policy::wire::{ChatChunk, ChatCompletion, ChatRequest, Message, Model};
-pub use novita_policy::{BreakerState, GiveUp, PolicyConfig as Config};
+pub use novita_core::policy::catalog::{Class, Entry, Escalation, RateLimit};
+pub use novita_core::policy::{Action, BreakerState, Cause, GiveUp, PolicyConfig, Stop, Transport};
+pub use novita_core::wire::{ChatChunk, ChatCompletion, ChatRequest, Message, Model};
+pub use novita_core::{Answer, Error, ErrorKind, KeySource, Report, Timeouts};
 pub use stream::ChatStream;
 
-/// Why a call failed; see [`novita_policy::adapter::CallError`].
-pub type Error = novita_policy::adapter::CallError;
+/// The policy's settings, under the name this crate's builder uses.
+pub type Config = PolicyConfig;
 
 /// A Novita client. Cheap to clone: clones share the connection pool and the policy's
 /// state (retry budget, circuit breakers, pacing).
 #[derive(Clone, Debug)]
 pub struct Client {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
     http: reqwest::Client,
-    settings: Settings,
-    fallback_models: Vec<String>,
-    policy: Policy,
-    /// Locked only for the synchronous policy calls, never across an `.await`.
-    shared: Mutex<Shared>,
-    origin: Instant,
-    timeouts: Timeouts,
-    max_error_body: usize,
-}
-
-/// The state every task using the client shares.
-#[derive(Debug)]
-struct Shared {
-    state: ClientState,
-    rng: SplitMix64,
+    core: Arc<ClientCore>,
 }
 
 impl Client {
@@ -98,53 +81,37 @@ impl Client {
     /// The base URL requests go to.
     #[must_use]
     pub fn base_url(&self) -> &str {
-        &self.inner.settings.base_url
+        self.core.base_url()
     }
 
     /// Where the API key was read from.
     #[must_use]
     pub fn key_source(&self) -> KeySource {
-        self.inner.settings.key_source
+        self.core.key_source()
     }
 
     /// The policy's settings.
     #[must_use]
     pub fn config(&self) -> &PolicyConfig {
-        self.inner.policy.config()
+        self.core.config()
     }
 
     /// Tokens left in the shared retry budget.
     #[must_use]
     pub fn retry_budget(&self) -> u32 {
-        self.lock().state.budget().tokens()
+        self.core.retry_budget()
     }
 
     /// The circuit breaker of `model` right now.
     #[must_use]
     pub fn breaker(&self, model: &str) -> BreakerState {
-        let now = self.now();
-        self.lock().state.breaker(model, now)
+        self.core.breaker(model, self.core.now())
     }
 
     /// The pacing interval imposed on calls to `model` (zero when not paced).
     #[must_use]
     pub fn pacing(&self, model: &str) -> Duration {
-        self.lock().state.pacing_interval(model)
-    }
-
-    /// The shared state. The guard is `!Send`, so holding it across an `.await` would make
-    /// every public future `!Send`; the crate's tests check that they are `Send`.
-    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
-        // The state stays consistent even if a task panicked while holding the lock: every
-        // update is a single method call on plain data.
-        self.inner
-            .shared
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn now(&self) -> Duration {
-        self.inner.origin.elapsed()
+        self.core.pacing(model)
     }
 }
 
@@ -177,6 +144,7 @@ impl ClientBuilder {
     }
 
     /// The policy's settings as TOML (see [`PolicyConfig::from_toml`]); checked by `build`.
+    #[cfg(feature = "toml")]
     pub fn policy_toml(mut self, toml: impl Into<String>) -> Self {
         self.options.policy_toml = Some(toml.into());
         self
@@ -213,30 +181,16 @@ impl ClientBuilder {
     /// No key, an unusable base URL, an invalid policy configuration, or a TLS setup
     /// failure.
     pub fn build(self) -> Result<Client, Error> {
-        let resolved = self.options.resolve(|name| std::env::var(name).ok())?;
+        let core = ClientCore::from_options(self.options)?;
         let http = reqwest::Client::builder()
-            .connect_timeout(resolved.timeouts.connect)
+            .connect_timeout(core.timeouts().connect)
             .user_agent(concat!("novita-reqwest/", env!("CARGO_PKG_VERSION")))
             .tls_backend_preconfigured(tls_config()?)
             .build()
-            .map_err(|error| CallError::Client(Box::new(error)))?;
-        let seed = resolved
-            .seed
-            .unwrap_or_else(|| RandomState::new().build_hasher().finish());
+            .map_err(|error| Error::Client(Box::new(error)))?;
         Ok(Client {
-            inner: Arc::new(Inner {
-                http,
-                shared: Mutex::new(Shared {
-                    state: resolved.policy.client_state(),
-                    rng: SplitMix64::new(seed),
-                }),
-                settings: resolved.settings,
-                fallback_models: resolved.fallback_models,
-                policy: resolved.policy,
-                origin: Instant::now(),
-                timeouts: resolved.timeouts,
-                max_error_body: resolved.max_error_body,
-            }),
+            http,
+            core: Arc::new(core),
         })
     }
 }
@@ -252,7 +206,7 @@ fn tls_config() -> Result<rustls::ClientConfig, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|error| CallError::Client(Box::new(error)))?;
+        .map_err(|error| Error::Client(Box::new(error)))?;
     let mut config = match rustls_platform_verifier::Verifier::new(provider) {
         Ok(verifier) => builder
             .dangerous() // Only the name of the API for a custom verifier; this one verifies.

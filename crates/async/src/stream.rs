@@ -9,15 +9,13 @@ use std::time::Duration;
 
 use futures_util::Stream;
 use http_body_util::BodyStream;
-use novita_policy::Transport;
-use novita_policy::adapter::CallError;
-use novita_policy::wire::{ChatChunk, Next, StreamBreak, StreamParser};
+use novita_core::policy::{Phase, Transport};
+use novita_core::wire::{ChatChunk, Next, StreamBreak, StreamParser};
+use novita_core::{BoxError, Report};
 use tokio::time::{Instant, Sleep};
 
 use crate::Error;
 use crate::transport::classify;
-use novita_policy::Phase;
-use novita_policy::adapter::BoxError;
 
 /// The chunks of a streamed chat completion, as they arrive.
 ///
@@ -28,6 +26,8 @@ use novita_policy::adapter::BoxError;
 /// inside the stream) it yields one [`Error::Stream`] and then ends: a cut answer is never
 /// passed off as a whole one.
 ///
+/// [`report`](Self::report) says how the call got this far: attempts, waits, fallback.
+///
 /// Dropping it closes the connection.
 pub struct ChatStream {
     body: BodyStream<reqwest::Body>,
@@ -36,6 +36,7 @@ pub struct ChatStream {
     deadline: Pin<Box<Sleep>>,
     parser: StreamParser,
     model: String,
+    report: Report,
     /// The HTTP client's error behind a [`StreamBreak::Failed`], handed on as the source.
     failure: Option<BoxError>,
 }
@@ -51,6 +52,7 @@ impl fmt::Debug for ChatStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChatStream")
             .field("model", &self.model)
+            .field("report", &self.report)
             .field("delivered", &self.parser.delivered())
             .finish_non_exhaustive()
     }
@@ -65,14 +67,27 @@ impl ChatStream {
             deadline: Box::pin(tokio::time::sleep_until(deadline_after(idle))),
             parser: StreamParser::new(),
             model,
+            report: Report::default(),
             failure: None,
         }
+    }
+
+    /// This stream, carrying the report of the call that opened it.
+    pub(crate) fn with_report(mut self, report: Report) -> Self {
+        self.report = report;
+        self
     }
 
     /// The model that is answering.
     #[must_use]
     pub fn model(&self) -> &str {
         &self.model
+    }
+
+    /// How the call went until the stream started: attempts, waits, fallback.
+    #[must_use]
+    pub fn report(&self) -> &Report {
+        &self.report
     }
 
     /// The next chunk; `None` once the stream has ended (after `[DONE]`, or after the one
@@ -143,7 +158,7 @@ impl Stream for ChatStream {
                     StreamBreak::Malformed(error) => Some(Box::new(error)),
                     _ => failure,
                 };
-                Some(Err(CallError::Stream {
+                Some(Err(Error::Stream {
                     model: this.model.clone(),
                     chunks: this.parser.delivered(),
                     problem,

@@ -3,7 +3,7 @@
 use std::error::Error as StdError;
 use std::io;
 
-use novita_policy::{Phase, Transport};
+use novita_core::policy::{Phase, Transport};
 
 /// What reqwest's error means to the policy. reqwest exposes a few predicates; the rest is
 /// found by walking the error's source chain (hyper, rustls and I/O errors).

@@ -1,11 +1,10 @@
-//! The attempt loop: ask the run, send, read, hand the outcome back, sleep.
+//! The attempt loop: poll the driver, send or sleep, feed the outcome back.
 
 use std::io::Read;
-use std::time::SystemTime;
 
-use novita_policy::adapter::{After, Answer, BoxError, CallError, Go, Job, Received, Run};
-use novita_policy::wire::{Assembler, ChatCompletion, ChatRequest, Model, ModelList};
-use novita_policy::{Clock, Delivery, NO_HEADERS, Outcome, Phase};
+use novita_core::policy::{Delivery, Phase};
+use novita_core::wire::{Assembler, ChatCompletion, ChatRequest, Model, ModelList};
+use novita_core::{Answer, Attempt, BoxError, Poll, Received, Request};
 use serde_json::Value;
 
 use crate::stream::{ChatStream, Step};
@@ -26,29 +25,26 @@ impl Client {
     /// [`Error::GaveUp`] when the policy stops; [`Error::Encode`] / [`Error::Decode`] for
     /// JSON that cannot be written or read.
     pub fn chat(&self, request: &ChatRequest) -> Result<Answer<ChatCompletion>, Error> {
-        let job = Job::chat(request, Delivery::Buffered, &self.inner.fallback_models);
-        self.execute(
-            job,
-            Delivery::Buffered,
-            |response, delivery, model| match delivery {
+        self.execute(Request::chat(request), |response, attempt| {
+            match attempt.delivery {
                 Delivery::Buffered => read_json(response, "chat completion"),
-                Delivery::Streamed => assemble(ChatStream::new(response, model.to_owned())),
-            },
-        )
+                Delivery::Streamed => assemble(ChatStream::new(response, attempt.model)),
+            }
+        })
     }
 
     /// A streamed chat completion: the policy applies until the stream starts, then the
-    /// chunks arrive through the returned iterator. A stream that breaks yields an
-    /// [`Error::Stream`] item instead of ending quietly, so a cut answer is never taken for
-    /// a whole one.
+    /// chunks arrive through the returned iterator, which also carries the call's
+    /// [`Report`](crate::Report). A stream that breaks yields an [`Error::Stream`] item
+    /// instead of ending quietly, so a cut answer is never taken for a whole one.
     ///
     /// # Errors
     /// As for [`chat`](Self::chat), for everything before the first byte of the stream.
-    pub fn chat_stream(&self, request: &ChatRequest) -> Result<Answer<ChatStream>, Error> {
-        let job = Job::chat(request, Delivery::Streamed, &self.inner.fallback_models);
-        self.execute(job, Delivery::Streamed, |response, _, model| {
-            Received::Value(ChatStream::new(response, model.to_owned()))
-        })
+    pub fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, Error> {
+        let answer = self.execute(Request::chat_stream(request), |response, attempt| {
+            Received::Value(ChatStream::new(response, attempt.model))
+        })?;
+        Ok(answer.value.with_report(answer.report))
     }
 
     /// The models this key may use (`GET /models`).
@@ -56,7 +52,7 @@ impl Client {
     /// # Errors
     /// As for [`chat`](Self::chat).
     pub fn models(&self) -> Result<Answer<Vec<Model>>, Error> {
-        self.execute(Job::get("models"), Delivery::Buffered, |response, _, _| {
+        self.execute(Request::get("models"), |response, _| {
             read_json::<ModelList>(response, "model list").map(|list| list.data)
         })
     }
@@ -68,167 +64,93 @@ impl Client {
     /// # Errors
     /// As for [`chat`](Self::chat).
     pub fn post_json(&self, route: &str, body: &Value) -> Result<Answer<Value>, Error> {
-        let job = Job::post(route, body, &self.inner.fallback_models);
-        self.execute(
-            job,
-            Delivery::Buffered,
-            |response, delivery, model| match delivery {
-                // Only the chat route is ever switched to streaming (see `Job::post`).
+        self.execute(Request::post(route, body), |response, attempt| {
+            match attempt.delivery {
+                // Only the chat route is ever switched to streaming.
                 Delivery::Streamed => {
-                    assemble(ChatStream::new(response, model.to_owned())).into_json()
+                    assemble(ChatStream::new(response, attempt.model)).into_json()
                 }
                 Delivery::Buffered => read_json(response, "response"),
-            },
-        )
+            }
+        })
     }
 
-    /// Runs one logical call to completion under the policy: every decision, wait, report
-    /// and log line comes from [`Run`]; this loop only sends, reads and sleeps.
+    /// Runs one call to its end: the driver decides, this loop sends, reads and sleeps.
     fn execute<T>(
         &self,
-        mut job: Job,
-        delivery: Delivery,
-        mut on_success: impl FnMut(Response, Delivery, &str) -> Received<T>,
+        request: Request,
+        mut on_success: impl FnMut(Response, Attempt) -> Received<T>,
     ) -> Result<Answer<T>, Error> {
-        let inner = &self.inner;
-        let url = inner.settings.url(job.route());
-        let models = job.models().to_vec();
-        let mut run = Run::start(
-            &inner.policy,
-            self.now(),
-            delivery,
-            models,
-            job.reassembly(),
-            inner.settings.key_source,
-            job.route(),
-        );
-        let span = run.span().clone();
+        let core = &self.core;
+        let mut driver = core.start(request, core.now());
+        let span = driver.span().clone();
         let _entered = span.enter();
-
         loop {
-            // The lock is released before any sleep: other threads keep calling meanwhile.
-            let go = {
-                let now = self.now();
-                run.admit(&inner.policy, &mut self.lock().state, now)
-            };
-            let (model, delivery) = match go {
-                Go::Send { model, delivery } => (model, delivery),
-                Go::Wait(wait) => {
+            let attempt = match driver.poll(core.now()) {
+                Poll::Send(attempt) => attempt,
+                Poll::Wait(wait) => {
                     std::thread::sleep(wait);
                     continue;
                 }
-                Go::Stop(error) => return Err(error),
+                Poll::Failed(error) => return Err(error),
             };
-            let body = job.body_for(&model, delivery)?;
-            let after = match self.send(&url, body, delivery) {
-                Err(error) => {
-                    let outcome = Outcome::Transport(classify(&error, Phase::Headers));
-                    self.failed(&mut run, &outcome, Some(Box::new(error)))
-                }
+            match self.send(&attempt) {
+                Err(error) => driver.handle_transport(
+                    classify(&error, Phase::Headers),
+                    Some(Box::new(error)),
+                    core.clock(),
+                ),
                 Ok(mut response) if response.status().as_u16() >= 400 => {
+                    let body = read_bounded(&mut response, core.max_error_body());
                     let status = response.status().as_u16();
-                    let body = read_bounded(&mut response, inner.max_error_body);
-                    let outcome = Outcome::Response {
-                        status,
-                        headers: response.headers(),
-                        body: &body,
-                    };
-                    self.failed(&mut run, &outcome, None)
+                    driver.handle_response(status, response.headers(), &body, core.clock());
                 }
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    match on_success(response, delivery, &model) {
-                        Received::Value(value) => {
-                            let clock = self.clock();
-                            let report =
-                                run.succeeded(&inner.policy, &mut self.lock().state, status, clock);
-                            return Ok(Answer { value, report });
-                        }
-                        Received::Broken(transport, error) => {
-                            self.failed(&mut run, &Outcome::Transport(transport), error)
-                        }
-                        Received::ServerError { status, body } => {
-                            let outcome = Outcome::Response {
-                                status,
-                                headers: &NO_HEADERS,
-                                body: &body,
-                            };
-                            self.failed(&mut run, &outcome, None)
-                        }
-                        Received::Invalid(error) => {
-                            return Err(run.unusable(status, self.now(), error));
-                        }
+                    let received = on_success(response, attempt);
+                    if let Some(answer) = driver.handle_received(status, received, core.clock())
+                    {
+                        return Ok(answer);
                     }
                 }
-            };
-            match after {
-                After::Sleep(delay) => std::thread::sleep(delay),
-                After::Stop(error) => return Err(error),
             }
         }
     }
 
-    /// Sends one attempt: a `POST` of `body`, or a `GET` when there is none. A buffered
+    /// Sends one attempt: a `POST` of its body, or a `GET` when there is none. A buffered
     /// attempt is bounded as a whole by the request timeout; a streamed one only until its
     /// headers arrive, then by the idle timeout between reads.
-    fn send(
-        &self,
-        url: &str,
-        body: Option<Vec<u8>>,
-        delivery: Delivery,
-    ) -> Result<Response, ureq::Error> {
-        let inner = &self.inner;
-        let authorization = inner.settings.key.bearer();
-        let Some(body) = body else {
-            return inner
+    fn send(&self, attempt: &Attempt) -> Result<Response, ureq::Error> {
+        let timeouts = self.core.timeouts();
+        let authorization = self.core.settings().key.bearer();
+        let Some(body) = &attempt.body else {
+            return self
                 .agent
-                .get(url)
+                .get(&attempt.url)
                 .header("authorization", &authorization)
                 .config()
-                .timeout_global(Some(inner.timeouts.request))
+                .timeout_global(Some(timeouts.request))
                 .build()
                 .call();
         };
-        let builder = inner
+        let builder = self
             .agent
-            .post(url)
+            .post(&attempt.url)
             .header("authorization", &authorization)
             .content_type("application/json");
-        let builder = match delivery {
-            Delivery::Buffered => builder
-                .config()
-                .timeout_global(Some(inner.timeouts.request))
-                .build(),
+        let builder = match attempt.delivery {
             Delivery::Streamed => builder
                 .header("accept", "text/event-stream")
                 .config()
-                .timeout_recv_response(Some(inner.timeouts.request))
-                .timeout_per_read(Some(inner.timeouts.stream_idle))
+                .timeout_recv_response(Some(timeouts.request))
+                .timeout_per_read(Some(timeouts.stream_idle))
+                .build(),
+            Delivery::Buffered => builder
+                .config()
+                .timeout_global(Some(timeouts.request))
                 .build(),
         };
         builder.send(&body[..])
-    }
-
-    fn clock(&self) -> Clock {
-        Clock {
-            now: self.now(),
-            wall: SystemTime::now(),
-        }
-    }
-
-    /// Hands a failed attempt to the run, under the state lock.
-    fn failed(&self, run: &mut Run, outcome: &Outcome<'_>, source: Option<BoxError>) -> After {
-        let clock = self.clock();
-        let mut shared = self.lock();
-        let draw = shared.rng.draw();
-        run.failed(
-            &self.inner.policy,
-            &mut shared.state,
-            outcome,
-            clock,
-            draw,
-            source,
-        )
     }
 }
 
@@ -259,13 +181,13 @@ fn read_json<T: serde::de::DeserializeOwned>(
     {
         Ok(bytes) => match serde_json::from_slice(&bytes) {
             Ok(value) => Received::Value(value),
-            Err(error) => Received::Invalid(CallError::Decode {
+            Err(error) => Received::Invalid(Error::Decode {
                 what,
                 status,
                 source: Box::new(error),
             }),
         },
-        Err(ureq::Error::BodyExceedsLimit(limit)) => Received::Invalid(CallError::Decode {
+        Err(ureq::Error::BodyExceedsLimit(limit)) => Received::Invalid(Error::Decode {
             what,
             status,
             source: format!("the body is larger than {limit} bytes").into(),

@@ -3,22 +3,25 @@
 use std::fmt;
 use std::io::Read;
 
-use novita_policy::adapter::CallError;
-use novita_policy::wire::{ChatChunk, Next, StreamBreak, StreamParser};
+use novita_core::policy::Phase;
+use novita_core::wire::{ChatChunk, Next, StreamBreak, StreamParser};
+use novita_core::{BoxError, Report};
 
 use crate::Error;
 use crate::transport::classify_io;
-use novita_policy::Phase;
 
 /// The chunks of a streamed chat completion, as they arrive.
 ///
 /// Yields `Ok(chunk)` per chunk and ends after the server's `[DONE]`. If the stream breaks
 /// (the connection drops, or the server reports an error inside the stream) it yields one
 /// [`Error::Stream`] and then ends: a cut answer is never passed off as a whole one.
+///
+/// [`report`](Self::report) says how the call got this far: attempts, waits, fallback.
 pub struct ChatStream {
     reader: ureq::BodyReader<'static>,
     parser: StreamParser,
     model: String,
+    report: Report,
     /// The HTTP client's error behind a [`StreamBreak::Failed`], handed on as the source.
     failure: Option<ureq::Error>,
 }
@@ -27,6 +30,7 @@ impl fmt::Debug for ChatStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChatStream")
             .field("model", &self.model)
+            .field("report", &self.report)
             .field("delivered", &self.parser.delivered())
             .finish_non_exhaustive()
     }
@@ -45,14 +49,27 @@ impl ChatStream {
             reader: response.into_body().into_reader(),
             parser: StreamParser::new(),
             model,
+            report: Report::default(),
             failure: None,
         }
+    }
+
+    /// This stream, carrying the report of the call that opened it.
+    pub(crate) fn with_report(mut self, report: Report) -> Self {
+        self.report = report;
+        self
     }
 
     /// The model that is answering.
     #[must_use]
     pub fn model(&self) -> &str {
         &self.model
+    }
+
+    /// How the call went until the stream started: attempts, waits, fallback.
+    #[must_use]
+    pub fn report(&self) -> &Report {
+        &self.report
     }
 
     /// Reads until the parser has something: a chunk, the end, or the break.
@@ -85,11 +102,11 @@ impl Iterator for ChatStream {
             Step::End => None,
             Step::Broken(ending, failure) => {
                 let problem = ending.problem();
-                let source: Option<Box<dyn std::error::Error + Send + Sync>> = match ending {
+                let source: Option<BoxError> = match ending {
                     StreamBreak::Malformed(error) => Some(Box::new(error)),
                     _ => failure.map(|error| Box::new(error) as _),
                 };
-                Some(Err(CallError::Stream {
+                Some(Err(Error::Stream {
                     model: self.model.clone(),
                     chunks: self.parser.delivered(),
                     problem,

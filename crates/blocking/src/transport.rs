@@ -2,7 +2,7 @@
 
 use std::io;
 
-use novita_policy::{Phase, Transport};
+use novita_core::policy::{Phase, Transport};
 use ureq::Timeout;
 
 pub(crate) fn classify(error: &ureq::Error, phase: Phase) -> Transport {

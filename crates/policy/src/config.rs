@@ -125,6 +125,7 @@ impl Default for AttemptLimits {
 #[non_exhaustive]
 pub enum ConfigError {
     /// The TOML could not be read: a syntax error, an unknown key, a wrong type.
+    #[cfg(feature = "toml")]
     #[error("invalid policy config")]
     Toml(#[source] toml::de::Error),
     /// A value is out of its allowed range.
@@ -153,6 +154,7 @@ impl PolicyConfig {
     /// # Errors
     /// [`ConfigError::Toml`] for unreadable TOML, unknown keys and wrong types;
     /// [`ConfigError::OutOfRange`] for values [`validate`](Self::validate) rejects.
+    #[cfg(feature = "toml")]
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let config: Self = toml::from_str(text).map_err(ConfigError::Toml)?;
         config.validate()?;
@@ -210,7 +212,7 @@ impl PolicyConfig {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "toml"))]
 mod tests {
     use super::*;
     use crate::Jitter;

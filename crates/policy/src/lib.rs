@@ -3,21 +3,19 @@
 //! This crate decides; it never acts. It does no I/O, reads no clock, never sleeps, draws
 //! no randomness of its own and keeps no global state: the time (`now`, and wall-clock time
 //! for HTTP-dates) and random draws are arguments, so the same inputs always give the same
-//! decision and every scenario replays exactly in a test. The adapters `novita-ureq` and
-//! `novita-reqwest` own the clock, the sleeping and the sharing of state between threads.
+//! decision and every scenario replays exactly in a test. It does not log or record
+//! metrics either: `novita-core` drives these decisions through a call and reports on them,
+//! and the adapters `novita-ureq` and `novita-reqwest` own the clock, the sleeping and the
+//! I/O.
 //!
 //! What it decides from: the outcome of one attempt (a status with headers and error body,
 //! or a transport failure), the call's history ([`Call`]), and the client's shared state
 //! ([`ClientState`]: retry budget, per-model circuit breakers and pacing). What it answers:
 //! a [`Decision`].
 //!
-//! Two modules serve the adapters, still without I/O: [`wire`] (the OpenAI-compatible
-//! request and response types, the server-sent-events decoder and the stream assembler)
-//! and [`adapter`] (the redacted API key, settings resolution, the call error and report),
-//! so `novita-ureq` and `novita-reqwest` share them instead of writing them twice. With the
-//! `metrics` feature, `metrics` holds the recording helpers the adapters call after each
-//! decision (Prometheus-style metrics through the `metrics` facade); the decisions
-//! themselves never record.
+//! Settings ([`PolicyConfig`]) are built in code or, with the default `toml` feature, read
+//! from TOML. What this crate is not: an HTTP client, a call loop, or a wire format; those
+//! live in `novita-core` and the adapters.
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};
@@ -37,7 +35,6 @@
 //! assert!(matches!(decision, Decision::Retry { delay, .. } if delay == Duration::from_secs(2)));
 //! ```
 
-pub mod adapter;
 mod backoff;
 mod body;
 mod breaker;
@@ -45,14 +42,10 @@ mod budget;
 mod config;
 mod decision;
 pub mod hints;
-#[cfg(feature = "metrics")]
-pub mod metrics;
 mod outcome;
 mod pacing;
 mod policy;
 mod random;
-mod run;
-pub mod wire;
 
 pub use backoff::{Backoff, Jitter};
 pub use body::{ErrorBody, MAX_MESSAGE_CHARS, Shape};

@@ -218,7 +218,7 @@ pub enum StreamEvent {
     Error {
         /// The status the event carries (`code` or `error.code`), 500 when it names none.
         status: u16,
-        /// The raw event data, an error body for [`ErrorBody::parse`](crate::ErrorBody::parse).
+        /// The raw event data, an error body for [`ErrorBody::parse`](novita_policy::ErrorBody::parse).
         body: Vec<u8>,
     },
 }
@@ -311,7 +311,7 @@ pub enum StreamBreak {
     /// The connection closed cleanly before `[DONE]`.
     ClosedEarly,
     /// Reading failed below HTTP.
-    Failed(crate::Transport),
+    Failed(novita_policy::Transport),
     /// The server reported an error inside the stream.
     ServerError {
         /// The status the event carries.
@@ -327,9 +327,9 @@ impl StreamBreak {
     /// The transport failure this break amounts to, when it is one (a cut or failed read,
     /// which a retry may cure); `None` for a server error or a malformed event.
     #[must_use]
-    pub fn transport(&self) -> Option<crate::Transport> {
+    pub fn transport(&self) -> Option<novita_policy::Transport> {
         match self {
-            StreamBreak::ClosedEarly => Some(crate::Transport::Reset),
+            StreamBreak::ClosedEarly => Some(novita_policy::Transport::Reset),
             StreamBreak::Failed(transport) => Some(*transport),
             _ => None,
         }
@@ -342,7 +342,7 @@ impl StreamBreak {
             StreamBreak::ClosedEarly => "the connection closed before [DONE]".to_owned(),
             StreamBreak::Failed(transport) => transport.describe().to_owned(),
             StreamBreak::ServerError { status, body } => {
-                let message = crate::ErrorBody::parse(body)
+                let message = novita_policy::ErrorBody::parse(body)
                     .message
                     .unwrap_or_else(|| "no message".to_owned());
                 format!("the server reported an error (code {status}): {message}")
@@ -448,7 +448,7 @@ impl StreamParser {
     }
 
     /// Reports that reading the body failed.
-    pub fn fail(&mut self, transport: crate::Transport) {
+    pub fn fail(&mut self, transport: novita_policy::Transport) {
         if self.wants_bytes() {
             self.ending = Some(StreamBreak::Failed(transport));
         }
@@ -660,10 +660,10 @@ mod tests {
         );
 
         let mut parser = StreamParser::new();
-        parser.fail(crate::Transport::Reset);
+        parser.fail(novita_policy::Transport::Reset);
         assert!(matches!(
             parser.next_item(),
-            Next::Broken(StreamBreak::Failed(crate::Transport::Reset))
+            Next::Broken(StreamBreak::Failed(novita_policy::Transport::Reset))
         ));
 
         let mut parser = StreamParser::new();

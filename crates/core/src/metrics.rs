@@ -1,8 +1,8 @@
 //! Prometheus-style metrics through the [`metrics`](https://docs.rs/metrics) facade
 //! (feature `metrics`).
 //!
-//! **The policy stays pure.** [`Policy::decide`](crate::Policy::decide) and
-//! [`Policy::admit`](crate::Policy::admit) never record anything: this module is a set of
+//! **The policy stays pure.** [`Policy::decide`](novita_policy::Policy::decide) and
+//! [`Policy::admit`](novita_policy::Policy::admit) never record anything: this module is a set of
 //! helpers the adapters (`novita-ureq` and `novita-reqwest`, each with its own `metrics`
 //! feature) call from their attempt loops, right after a decision or an admission and when a
 //! call ends, so the recording code exists once for both. The library only emits through
@@ -44,7 +44,7 @@
 //! metrics::unusable(&model, status, elapsed);        // a success status, unusable body
 //! ```
 //!
-//! The same table is in `crates/policy/METRICS.md`.
+//! The same table is in `crates/core/METRICS.md`.
 
 use std::sync::Once;
 use std::time::Duration;
@@ -53,9 +53,9 @@ use metrics::{
     SharedString, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
     histogram,
 };
-use novita_catalog::RateLimit;
+use novita_policy::catalog::RateLimit;
 
-use crate::{Action, Admission, BreakerState, ClientState, Decision, GiveUp, Outcome, Stop};
+use novita_policy::{Action, Admission, BreakerState, ClientState, Decision, GiveUp, Outcome, Stop};
 
 /// Counter: every attempt that ended (`model`, `status`, `class`).
 pub const REQUESTS_TOTAL: &str = "novita_requests_total";
@@ -209,7 +209,7 @@ pub fn decided(
         .set(state.pacing_interval(model).as_secs_f64());
 }
 
-/// Records what [`Policy::admit`](crate::Policy::admit) answered for `model` at `now`: a
+/// Records what [`Policy::admit`](novita_policy::Policy::admit) answered for `model` at `now`: a
 /// pacing wait in `novita_wait_seconds` and the model's breaker gauge. A rejection is
 /// counted by [`gave_up`].
 pub fn admitted(state: &ClientState, model: &str, admission: &Admission, now: Duration) {
@@ -275,6 +275,8 @@ fn breaker(state: &ClientState, model: &str, now: Duration) {
         BreakerState::Closed => 0.0,
         BreakerState::HalfOpen => 1.0,
         BreakerState::Open { .. } => 2.0,
+        // A state added to the policy later is neither fully closed nor open.
+        _ => 1.0,
     };
     gauge!(BREAKER_STATE, "model" => model.to_owned()).set(value);
 }
@@ -310,6 +312,7 @@ fn action_label(action: Action) -> &'static str {
         Action::SwitchToStreaming => "switch_to_streaming",
         Action::FallBack { .. } => "fall_back",
         Action::ReduceRate { .. } => "reduce_rate",
+        _ => "other",
     }
 }
 
@@ -323,6 +326,7 @@ fn stop_label(stop: Stop) -> &'static str {
         Stop::BudgetExhausted => "budget_exhausted",
         Stop::CircuitOpen => "circuit_open",
         Stop::NotAnHttpStatus => "not_an_http_status",
+        _ => "other",
     }
 }
 
@@ -334,7 +338,7 @@ mod tests {
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
     use super::*;
-    use crate::{Call, Clock, Delivery, Draw, Policy};
+    use novita_policy::{Call, Clock, Delivery, Draw, Policy};
 
     const MODEL: &str = "meta-llama/llama-3.1-8b-instruct";
 
@@ -450,7 +454,7 @@ mod tests {
             admitted(&state, MODEL, &admission, Duration::ZERO);
             let outcome = Outcome::Response {
                 status: 200,
-                headers: &crate::NO_HEADERS,
+                headers: &novita_policy::NO_HEADERS,
                 body: b"",
             };
             let decision = decide(&policy, &mut state, &mut call, &outcome, 1);
@@ -516,7 +520,7 @@ mod tests {
         let mut call = policy.start_call(Duration::ZERO, Delivery::Buffered, 1);
         let outcome = Outcome::Response {
             status: 429,
-            headers: &crate::NO_HEADERS,
+            headers: &novita_policy::NO_HEADERS,
             body: b"",
         };
         let _ = policy.decide(&mut state, &mut call, MODEL, &outcome, clock(1), Draw::HALF);
@@ -563,7 +567,7 @@ mod tests {
         let recorded = record(|| {
             let outcome = Outcome::Response {
                 status: 504,
-                headers: &crate::NO_HEADERS,
+                headers: &novita_policy::NO_HEADERS,
                 body: b"",
             };
             let decision = decide(&policy, &mut state, &mut call, &outcome, 1);
@@ -606,7 +610,7 @@ mod tests {
             // The reason refines the class: a 403 is `permission`, this one is `auth`.
             let outcome = Outcome::Response {
                 status: 403,
-                headers: &crate::NO_HEADERS,
+                headers: &novita_policy::NO_HEADERS,
                 body: br#"{"code":403,"reason":"INVALID_API_KEY","message":"no key"}"#,
             };
             let decision = decide(&policy, &mut state, &mut call, &outcome, 3);
@@ -636,7 +640,7 @@ mod tests {
         let mut state = policy.client_state();
         let mut call = policy.start_call(Duration::ZERO, Delivery::Buffered, 1);
         let recorded = record(|| {
-            let outcome = Outcome::Transport(crate::Transport::Tls);
+            let outcome = Outcome::Transport(novita_policy::Transport::Tls);
             let Decision::GiveUp(give_up) = decide(&policy, &mut state, &mut call, &outcome, 1)
             else {
                 panic!("a TLS failure is not retried");
@@ -651,7 +655,7 @@ mod tests {
                 let mut call = policy.start_call(Duration::from_secs(now), Delivery::Buffered, 1);
                 let failure = Outcome::Response {
                     status: 503,
-                    headers: &crate::NO_HEADERS,
+                    headers: &novita_policy::NO_HEADERS,
                     body: b"",
                 };
                 let _ = policy.decide(

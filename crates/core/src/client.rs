@@ -1,0 +1,186 @@
+//! The client core: what every call of one client shares, written once for both adapters.
+//!
+//! An adapter's client is its HTTP client plus an `Arc<ClientCore>`. The core holds the
+//! resolved settings and the policy, and behind one lock the policy's shared state (retry
+//! budget, per-model circuit breakers and pacing) and the seeded random stream the jitter
+//! draws from. It also owns the client's monotonic clock, so every call of a client
+//! measures time from the same origin.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use novita_policy::{BreakerState, ClientState, Clock, Policy, PolicyConfig, SplitMix64};
+
+use crate::driver::CallDriver;
+use crate::error::Error;
+use crate::request::Request;
+use crate::settings::{DEFAULT_MAX_ERROR_BODY, KeySource, Options, Settings, Timeouts};
+
+/// What every call of one client shares: settings, policy, state, clock and randomness.
+#[derive(Debug)]
+pub struct ClientCore {
+    settings: Settings,
+    policy: Policy,
+    fallback_models: Vec<String>,
+    timeouts: Timeouts,
+    max_error_body: usize,
+    origin: Instant,
+    /// Locked only inside the driver's and the accessors' own methods, never across I/O.
+    shared: Mutex<Shared>,
+}
+
+/// The state behind the lock.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) state: ClientState,
+    pub(crate) rng: SplitMix64,
+}
+
+impl ClientCore {
+    /// Checks `options`, filling gaps from the process environment.
+    ///
+    /// # Errors
+    /// No key, an unusable base URL, or an invalid policy configuration.
+    pub fn from_options(options: Options) -> Result<Self, Error> {
+        Self::new(options, |name| std::env::var(name).ok())
+    }
+
+    /// Checks `options`, filling gaps from the environment as `env` reads it (so tests
+    /// need not touch the process environment).
+    ///
+    /// # Errors
+    /// No key, an unusable base URL, or an invalid policy configuration.
+    pub fn new(options: Options, env: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let settings = Settings::resolve(options.api_key, options.base_url, env)?;
+        #[cfg(feature = "toml")]
+        let from_toml = options
+            .policy_toml
+            .as_deref()
+            .map(PolicyConfig::from_toml)
+            .transpose()?;
+        #[cfg(not(feature = "toml"))]
+        let from_toml = None;
+        let config = match (from_toml, options.policy) {
+            (Some(config), _) => config,
+            (None, Some(config)) => {
+                config.validate()?;
+                config
+            }
+            (None, None) => PolicyConfig::default(),
+        };
+        let policy = Policy::new(config);
+        let seed = options
+            .seed
+            .unwrap_or_else(|| RandomState::new().build_hasher().finish());
+        Ok(Self {
+            shared: Mutex::new(Shared {
+                state: policy.client_state(),
+                rng: SplitMix64::new(seed),
+            }),
+            settings,
+            policy,
+            fallback_models: options.fallback_models,
+            timeouts: options.timeouts,
+            max_error_body: options.max_error_body.unwrap_or(DEFAULT_MAX_ERROR_BODY),
+            origin: Instant::now(),
+        })
+    }
+
+    /// Starts a call of `request` at `now` (see [`now`](Self::now), or virtual time).
+    #[must_use]
+    pub fn start(self: &Arc<Self>, request: Request, now: Duration) -> CallDriver {
+        CallDriver::new(Arc::clone(self), request, now)
+    }
+
+    /// Time since the client was built, on the monotonic clock every call shares.
+    #[must_use]
+    pub fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    /// Both clocks a decision reads: [`now`](Self::now) and the wall clock (for HTTP-date
+    /// hints).
+    #[must_use]
+    pub fn clock(&self) -> Clock {
+        Clock {
+            now: self.now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    /// The key, its source and the base URL.
+    #[must_use]
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The base URL requests go to.
+    #[must_use]
+    pub fn base_url(&self) -> &str {
+        &self.settings.base_url
+    }
+
+    /// Where the API key was read from.
+    #[must_use]
+    pub fn key_source(&self) -> KeySource {
+        self.settings.key_source
+    }
+
+    /// The policy.
+    #[must_use]
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The policy's settings.
+    #[must_use]
+    pub fn config(&self) -> &PolicyConfig {
+        self.policy.config()
+    }
+
+    /// The models a call falls back to, in order.
+    #[must_use]
+    pub fn fallback_models(&self) -> &[String] {
+        &self.fallback_models
+    }
+
+    /// The HTTP timeouts the adapter applies.
+    #[must_use]
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// The most bytes of an error body the adapter reads.
+    #[must_use]
+    pub fn max_error_body(&self) -> usize {
+        self.max_error_body
+    }
+
+    /// Tokens left in the shared retry budget.
+    #[must_use]
+    pub fn retry_budget(&self) -> u32 {
+        self.lock().state.budget().tokens()
+    }
+
+    /// The circuit breaker of `model` at `now`.
+    #[must_use]
+    pub fn breaker(&self, model: &str, now: Duration) -> BreakerState {
+        self.lock().state.breaker(model, now)
+    }
+
+    /// The pacing interval imposed on calls to `model` (zero when not paced).
+    #[must_use]
+    pub fn pacing(&self, model: &str) -> Duration {
+        self.lock().state.pacing_interval(model)
+    }
+
+    /// The shared state. It stays consistent even if a thread panicked while holding the
+    /// lock: every update is a single method call on plain data. The guard is `!Send`, so
+    /// an async adapter cannot hold it across an `.await` without its futures turning
+    /// `!Send`.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
