@@ -3,9 +3,7 @@
 use std::time::Duration;
 
 use novita_mock::MockServer;
-use novita_policy::PolicyConfig;
-use novita_policy::adapter::{Answer, CallError};
-use novita_policy::wire::{ChatChunk, ChatCompletion, ChatRequest};
+use novita_ureq::{Answer, ChatChunk, ChatCompletion, ChatRequest, Error as CallError, PolicyConfig};
 
 /// How to build a client: the same settings for either adapter.
 #[derive(Clone, Debug)]
@@ -102,7 +100,7 @@ impl Adapter for Blocking {
         &self,
         request: &ChatRequest,
     ) -> Result<(Vec<ChatChunk>, Option<CallError>), CallError> {
-        let stream = self.0.chat_stream(request)?.value;
+        let stream = self.0.chat_stream(request)?;
         let mut chunks = Vec::new();
         for item in stream {
             match item {
@@ -193,7 +191,7 @@ impl Adapter for Async {
         request: &ChatRequest,
     ) -> Result<(Vec<ChatChunk>, Option<CallError>), CallError> {
         self.runtime.block_on(async {
-            let mut stream = self.client.chat_stream(request).await?.value;
+            let mut stream = self.client.chat_stream(request).await?;
             let mut chunks = Vec::new();
             while let Some(item) = stream.next_chunk().await {
                 match item {

@@ -14,7 +14,7 @@ mod timing;
 use std::time::Duration;
 
 use novita_mock::MockServer;
-use novita_policy::PolicyConfig;
+use novita_ureq::PolicyConfig;
 
 pub(crate) use adapters::{Adapter, KINDS, Setup, adapter};
 

@@ -2,7 +2,7 @@
 //! client sends, one caller or many at once.
 
 use novita_mock::{Fault, Route};
-use novita_policy::wire::ChatRequest;
+use novita_ureq::ChatRequest;
 
 use crate::{MODEL, for_each_adapter};
 
@@ -60,7 +60,7 @@ fn thirty_two_concurrent_calls_stay_within_the_budget() {
             assert!(
                 stops.iter().any(|stop| matches!(
                     stop,
-                    novita_policy::Stop::BudgetExhausted | novita_policy::Stop::CircuitOpen
+                    novita_ureq::Stop::BudgetExhausted | novita_ureq::Stop::CircuitOpen
                 )),
                 "{}: {stops:?}",
                 client.name()
@@ -82,7 +82,7 @@ fn the_breaker_fails_fast_once_open() {
             let error = client.chat(&ChatRequest::new(MODEL, "hi")).unwrap_err();
             assert_eq!(
                 error.give_up().unwrap().stop,
-                novita_policy::Stop::CircuitOpen,
+                novita_ureq::Stop::CircuitOpen,
                 "{}",
                 client.name()
             );

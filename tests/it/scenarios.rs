@@ -1,9 +1,8 @@
 //! The behaviour table, as data: a fault script, and the outcome each adapter must reach.
 
 use novita_mock::{Fault, Route};
-use novita_policy::Stop;
-use novita_policy::catalog::Escalation;
-use novita_policy::wire::ChatRequest;
+use novita_ureq::{Escalation, Stop};
+use novita_ureq::ChatRequest;
 
 use crate::{FALLBACK, MODEL, for_each_adapter};
 
@@ -432,7 +431,7 @@ fn a_malformed_success_body_is_a_decode_error() {
             assert!(
                 matches!(
                     error,
-                    novita_policy::adapter::CallError::Decode { status: 200, .. }
+                    novita_ureq::Error::Decode { status: 200, .. }
                 ),
                 "{}: {error}",
                 client.name()

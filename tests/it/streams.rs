@@ -2,8 +2,8 @@
 //! truncated answer.
 
 use novita_mock::{Fault, Route};
-use novita_policy::adapter::CallError;
-use novita_policy::wire::ChatRequest;
+use novita_ureq::Error as CallError;
+use novita_ureq::ChatRequest;
 
 use crate::{MODEL, for_each_adapter};
 
@@ -18,7 +18,7 @@ fn a_stream_arrives_whole() {
             assert!(error.is_none(), "{}: {error:?}", client.name());
             let text: String = chunks
                 .iter()
-                .map(novita_policy::wire::ChatChunk::text)
+                .map(novita_ureq::ChatChunk::text)
                 .collect();
             assert_eq!(text, format!("Mock reply from {MODEL}: stream please"));
             assert!(server.requests()[0].stream);

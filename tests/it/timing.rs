@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use novita_mock::{Fault, MockServer, Route};
-use novita_policy::wire::ChatRequest;
+use novita_ureq::ChatRequest;
 
 use crate::{MODEL, for_each_adapter};
 
@@ -141,7 +141,7 @@ fn repeated_429s_pace_the_next_calls() {
             let requests = server.requests();
             assert_eq!(requests.len(), 4, "{}", client.name());
             // Pacing engaged after the second 429: calls start at least its interval apart.
-            let interval = novita_policy::PacingConfig::default().initial_interval;
+            let interval = novita_ureq::PolicyConfig::default().pacing.initial_interval;
             assert!(
                 requests[3].at - requests[2].at >= interval.mul_f64(0.5),
                 "{}",

@@ -189,12 +189,12 @@ async fn a_streamed_call_is_retried_until_the_stream_starts() {
     let server = MockServer::start();
     server.script(Route::ChatCompletions, None, [Fault::status(503)]);
     let answer = client(&server).chat_stream(&request()).await.unwrap();
-    assert_eq!(answer.report.attempts, 2);
+    assert_eq!(answer.report().attempts, 2);
     assert!(
-        !answer.report.switched_to_streaming,
+        !answer.report().switched_to_streaming,
         "it streamed from the start"
     );
-    let chunks: Vec<_> = answer.value.collect().await;
+    let chunks: Vec<_> = answer.collect().await;
     assert!(chunks.iter().all(Result::is_ok), "{chunks:?}");
     assert!(server.requests().iter().all(|r| r.stream));
 }
@@ -226,8 +226,8 @@ async fn a_model_in_maintenance_hands_over_to_the_fallback() {
 async fn a_stream_delivers_every_chunk_then_ends() {
     let server = MockServer::start();
     let answer = client(&server).chat_stream(&request()).await.unwrap();
-    assert_eq!(answer.report.attempts, 1);
-    let mut stream = answer.value;
+    assert_eq!(answer.report().attempts, 1);
+    let mut stream = answer;
     assert_eq!(stream.model(), MODEL);
     let mut text = String::new();
     while let Some(chunk) = stream.next_chunk().await {
@@ -247,7 +247,7 @@ async fn a_cut_stream_ends_with_an_error_not_quietly() {
     server.script(Route::ChatCompletions, None, [Fault::stream_cut_after(2)]);
     let answer = client(&server).chat_stream(&request()).await.unwrap();
     // Through the `Stream` trait this time.
-    let items: Vec<_> = answer.value.collect().await;
+    let items: Vec<_> = answer.collect().await;
     assert_eq!(items.len(), 3, "{items:?}");
     assert!(items[0].is_ok() && items[1].is_ok(), "{items:?}");
     match &items[2] {
@@ -269,7 +269,7 @@ async fn a_cut_stream_ends_with_an_error_not_quietly() {
 async fn an_error_inside_a_stream_is_reported() {
     let server = MockServer::start();
     server.script(Route::ChatCompletions, None, [Fault::stream_error_after(1)]);
-    let mut stream = client(&server).chat_stream(&request()).await.unwrap().value;
+    let mut stream = client(&server).chat_stream(&request()).await.unwrap();
     assert!(stream.next_chunk().await.unwrap().is_ok());
     let error = stream.next_chunk().await.unwrap().unwrap_err();
     assert!(
@@ -296,7 +296,7 @@ async fn a_silent_stream_times_out() {
         .timeouts(timeouts)
         .build()
         .unwrap();
-    let stream = client.chat_stream(&request()).await.unwrap().value;
+    let stream = client.chat_stream(&request()).await.unwrap();
     let items: Vec<_> = stream.collect().await;
     match items.last() {
         Some(Err(Error::Stream { problem, .. })) => {
@@ -364,7 +364,7 @@ async fn an_unreachable_server_gives_up_with_advice() {
         .unwrap();
     let error = client.chat(&request()).await.unwrap_err();
     let give_up = error.give_up().unwrap();
-    assert_eq!(give_up.transport, Some(novita_policy::Transport::Connect));
+    assert_eq!(give_up.transport, Some(novita_reqwest::Transport::Connect));
     assert!(give_up.attempts > 1, "connection failures are retried");
     assert!(
         std::error::Error::source(&error).is_some(),

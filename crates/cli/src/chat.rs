@@ -3,8 +3,8 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use novita_policy::adapter::{Answer, CallError};
-use novita_policy::wire::{ChatChunk, ChatCompletion, ChatRequest};
+use novita_core::wire::{ChatChunk, ChatCompletion, ChatRequest};
+use novita_core::{Answer, Error as CallError, Report};
 
 use crate::exit;
 
@@ -98,13 +98,13 @@ fn run_blocking(args: &Args, policy: Option<String>, request: &ChatRequest) -> R
     }
     let client = builder.build()?;
     if args.stream {
-        let answer = client.chat_stream(request)?;
+        let mut stream = client.chat_stream(request)?;
         let mut printer = StreamPrinter::new();
-        for chunk in answer.value {
+        for chunk in stream.by_ref() {
             printer.print(chunk)?;
         }
         printer.finish();
-        report(args, &answer.report);
+        report(args, stream.report());
     } else {
         print_answer(args, &client.chat(request)?);
     }
@@ -124,14 +124,13 @@ fn run_async(args: &Args, policy: Option<String>, request: &ChatRequest) -> Resu
         }
         let client = builder.build()?;
         if args.stream {
-            let answer = client.chat_stream(request).await?;
-            let mut stream = answer.value;
+            let mut stream = client.chat_stream(request).await?;
             let mut printer = StreamPrinter::new();
             while let Some(chunk) = stream.next_chunk().await {
                 printer.print(chunk)?;
             }
             printer.finish();
-            report(args, &answer.report);
+            report(args, stream.report());
         } else {
             print_answer(args, &client.chat(request).await?);
         }
@@ -178,7 +177,7 @@ fn print_answer(args: &Args, answer: &Answer<ChatCompletion>) {
     report(args, &answer.report);
 }
 
-fn report(args: &Args, report: &novita_policy::adapter::Report) {
+fn report(args: &Args, report: &Report) {
     if args.verbose || report.fell_back_from.is_some() {
         eprintln!("novita: {report}");
     }
@@ -188,7 +187,7 @@ fn report(args: &Args, report: &novita_policy::adapter::Report) {
 /// at debug level.
 fn init_tracing() {
     let filter = tracing_subscriber::filter::Targets::new().with_target(
-        novita_policy::adapter::TRACING_TARGET,
+        novita_core::TRACING_TARGET,
         tracing::Level::DEBUG,
     );
     let subscriber = tracing_subscriber::fmt()

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use novita_mock::{Fault, MockServer, Route};
-use novita_policy::adapter::{Answer, CallError};
-use novita_policy::wire::{ChatCompletion, ChatRequest};
+use novita_core::wire::{ChatCompletion, ChatRequest};
+use novita_core::{Answer, Error as CallError, Report};
 use novita_policy::{PolicyConfig, Seconds};
 
 const MODEL: &str = novita_mock::DEFAULT_MODELS[0];
@@ -247,14 +247,14 @@ impl Client<'_> {
         match self {
             Client::Blocking(client) => {
                 let mut chunks = 0;
-                for chunk in client.chat_stream(request)?.value {
+                for chunk in client.chat_stream(request)? {
                     chunk?;
                     chunks += 1;
                 }
                 Ok(chunks)
             }
             Client::Async(client, runtime) => runtime.block_on(async {
-                let mut stream = client.chat_stream(request).await?.value;
+                let mut stream = client.chat_stream(request).await?;
                 let mut chunks = 0;
                 while let Some(chunk) = stream.next_chunk().await {
                     chunk?;
@@ -410,7 +410,7 @@ fn play(scenario: &Scenario, client: &Client<'_>, server: &MockServer) -> Row {
     row
 }
 
-fn describe_answer(report: &novita_policy::adapter::Report) -> String {
+fn describe_answer(report: &Report) -> String {
     let mut detail = String::from("answered");
     if let Some(primary) = &report.fell_back_from {
         let _ = write!(detail, " by {} (fell back from {primary})", report.model);

@@ -3,9 +3,7 @@
 //! Scripts branch on these: a distinct code per error class tells "fix your key" from
 //! "try again later" without parsing text.
 
-use novita_catalog::Class;
-use novita_policy::Stop;
-use novita_policy::adapter::CallError;
+use novita_core::{Error, ErrorKind};
 
 /// The command did what was asked.
 pub(crate) const SUCCESS: u8 = 0;
@@ -49,30 +47,18 @@ Exit codes:
   10 undocumented error: read the message
   11 unreadable answer: broken stream or malformed response";
 
-/// The exit code for a failed call.
-pub(crate) fn for_error(error: &CallError) -> u8 {
-    match error {
-        CallError::GaveUp { give_up, .. } => {
-            if matches!(give_up.stop, Stop::BudgetExhausted | Stop::CircuitOpen)
-                || give_up.transport.is_some()
-            {
-                return TRANSIENT;
-            }
-            match give_up.entry.map(|entry| entry.class) {
-                Some(Class::Auth) => AUTH,
-                Some(Class::Permission) => PERMISSION,
-                Some(Class::ClientFault) => CLIENT_FAULT,
-                Some(Class::Throttled) => THROTTLED,
-                Some(Class::Transient) => TRANSIENT,
-                Some(Class::ServerFault) => SERVER_FAULT,
-                _ => UNKNOWN,
-            }
-        }
-        CallError::MissingKey
-        | CallError::BaseUrl { .. }
-        | CallError::Config(_)
-        | CallError::Client(_) => CONFIG,
-        CallError::Stream { .. } | CallError::Decode { .. } | CallError::Encode(_) => PROTOCOL,
+/// The exit code for a failed call: one per [`ErrorKind`], so the code and the library
+/// agree on what each failure means.
+pub(crate) fn for_error(error: &Error) -> u8 {
+    match error.kind() {
+        ErrorKind::Config => CONFIG,
+        ErrorKind::Auth => AUTH,
+        ErrorKind::Permission => PERMISSION,
+        ErrorKind::BadRequest => CLIENT_FAULT,
+        ErrorKind::RateLimited => THROTTLED,
+        ErrorKind::Unavailable => TRANSIENT,
+        ErrorKind::ServerFault => SERVER_FAULT,
+        ErrorKind::InvalidResponse => PROTOCOL,
         _ => UNKNOWN,
     }
 }
@@ -109,7 +95,7 @@ mod tests {
 
     #[test]
     fn setup_errors_are_configuration() {
-        assert_eq!(for_error(&CallError::MissingKey), CONFIG);
-        assert_eq!(for_error(&CallError::BaseUrl { url: "x".into() }), CONFIG);
+        assert_eq!(for_error(&Error::MissingKey), CONFIG);
+        assert_eq!(for_error(&Error::BaseUrl { url: "x".into() }), CONFIG);
     }
 }

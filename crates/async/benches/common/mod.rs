@@ -2,7 +2,7 @@
 //! a mock, our client, and a raw reqwest client doing the same JSON work by hand.
 
 use novita_mock::MockServer;
-use novita_policy::wire::{ChatCompletion, ChatRequest};
+use novita_reqwest::{ChatCompletion, ChatRequest};
 
 pub(crate) struct Fixture {
     pub(crate) server: MockServer,
