@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use novita_mock::MockServer;
-use novita_ureq::{Answer, ChatChunk, ChatCompletion, ChatRequest, Error as CallError, PolicyConfig};
+use novita_ureq::{
+    Answer, ChatChunk, ChatCompletion, ChatRequest, Error as CallError, PolicyConfig,
+};
 
 /// How to build a client: the same settings for either adapter.
 #[derive(Clone, Debug)]

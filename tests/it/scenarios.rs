@@ -1,8 +1,8 @@
 //! The behaviour table, as data: a fault script, and the outcome each adapter must reach.
 
 use novita_mock::{Fault, Route};
-use novita_ureq::{Escalation, Stop};
 use novita_ureq::ChatRequest;
+use novita_ureq::{Escalation, Stop};
 
 use crate::{FALLBACK, MODEL, for_each_adapter};
 
@@ -429,10 +429,7 @@ fn a_malformed_success_body_is_a_decode_error() {
         |client, server| {
             let error = client.chat(&ChatRequest::new(MODEL, "hi")).unwrap_err();
             assert!(
-                matches!(
-                    error,
-                    novita_ureq::Error::Decode { status: 200, .. }
-                ),
+                matches!(error, novita_ureq::Error::Decode { status: 200, .. }),
                 "{}: {error}",
                 client.name()
             );

@@ -2,8 +2,8 @@
 //! truncated answer.
 
 use novita_mock::{Fault, Route};
-use novita_ureq::Error as CallError;
 use novita_ureq::ChatRequest;
+use novita_ureq::Error as CallError;
 
 use crate::{MODEL, for_each_adapter};
 
@@ -16,10 +16,7 @@ fn a_stream_arrives_whole() {
                 .stream(&ChatRequest::new(MODEL, "stream please"))
                 .unwrap();
             assert!(error.is_none(), "{}: {error:?}", client.name());
-            let text: String = chunks
-                .iter()
-                .map(novita_ureq::ChatChunk::text)
-                .collect();
+            let text: String = chunks.iter().map(novita_ureq::ChatChunk::text).collect();
             assert_eq!(text, format!("Mock reply from {MODEL}: stream please"));
             assert!(server.requests()[0].stream);
         },

@@ -2,11 +2,12 @@
 
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use novita_core::policy::{Delivery, Phase, Transport};
 use novita_core::wire::{Assembler, ChatCompletion, ChatRequest, Model, ModelList};
-use novita_core::{Answer, Attempt, BoxError, Poll, Received, Request};
+use novita_core::{Answer, Attempt, BoxError, CallDriver, Poll, Received, Request};
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -45,9 +46,12 @@ impl Client {
     pub async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, Error> {
         let idle = self.core.timeouts().stream_idle;
         let answer = self
-            .execute(Request::chat_stream(request), |response, attempt| async move {
-                Received::Value(ChatStream::new(response, attempt.model, idle))
-            })
+            .execute(
+                Request::chat_stream(request),
+                |response, attempt| async move {
+                    Received::Value(ChatStream::new(response, attempt.model, idle))
+                },
+            )
             .await?;
         Ok(answer.value.with_report(answer.report))
     }
@@ -88,13 +92,17 @@ impl Client {
     /// Runs one call to its end: the driver decides, this loop sends, reads and sleeps.
     /// The driver takes the state lock only inside its own synchronous methods, so no lock
     /// is ever held across an `.await`.
-    async fn execute<T, F, Fut>(&self, request: Request, mut on_success: F) -> Result<Answer<T>, Error>
+    async fn execute<T, F, Fut>(
+        &self,
+        request: Request,
+        mut on_success: F,
+    ) -> Result<Answer<T>, Error>
     where
         F: FnMut(reqwest::Response, Attempt) -> Fut,
         Fut: Future<Output = Received<T>>,
     {
         let core = &self.core;
-        let mut driver = core.start(request, core.now());
+        let mut driver = CallDriver::new(Arc::clone(core), request, core.now());
         let span = driver.span().clone();
         async move {
             loop {
@@ -120,8 +128,7 @@ impl Client {
                     Ok(response) => {
                         let status = response.status().as_u16();
                         let received = on_success(response, attempt).await;
-                        if let Some(answer) =
-                            driver.handle_received(status, received, core.clock())
+                        if let Some(answer) = driver.handle_received(status, received, core.clock())
                         {
                             return Ok(answer);
                         }
@@ -151,8 +158,10 @@ impl Client {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(bytes),
         };
-        let builder =
-            builder.header(reqwest::header::AUTHORIZATION, self.core.settings().key.bearer());
+        let builder = builder.header(
+            reqwest::header::AUTHORIZATION,
+            self.core.settings().key.bearer(),
+        );
         let sent = match attempt.delivery {
             Delivery::Buffered => builder.timeout(timeout).send().await,
             Delivery::Streamed => {

@@ -1,10 +1,11 @@
 //! The attempt loop: poll the driver, send or sleep, feed the outcome back.
 
 use std::io::Read;
+use std::sync::Arc;
 
 use novita_core::policy::{Delivery, Phase};
 use novita_core::wire::{Assembler, ChatCompletion, ChatRequest, Model, ModelList};
-use novita_core::{Answer, Attempt, BoxError, Poll, Received, Request};
+use novita_core::{Answer, Attempt, BoxError, CallDriver, Poll, Received, Request};
 use serde_json::Value;
 
 use crate::stream::{ChatStream, Step};
@@ -82,7 +83,7 @@ impl Client {
         mut on_success: impl FnMut(Response, Attempt) -> Received<T>,
     ) -> Result<Answer<T>, Error> {
         let core = &self.core;
-        let mut driver = core.start(request, core.now());
+        let mut driver = CallDriver::new(Arc::clone(core), request, core.now());
         let span = driver.span().clone();
         let _entered = span.enter();
         loop {
@@ -108,8 +109,7 @@ impl Client {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let received = on_success(response, attempt);
-                    if let Some(answer) = driver.handle_received(status, received, core.clock())
-                    {
+                    if let Some(answer) = driver.handle_received(status, received, core.clock()) {
                         return Ok(answer);
                     }
                 }

@@ -186,10 +186,8 @@ fn report(args: &Args, report: &Report) {
 /// Attempts and decisions on stderr: the `tracing` events of every call (target `novita`)
 /// at debug level.
 fn init_tracing() {
-    let filter = tracing_subscriber::filter::Targets::new().with_target(
-        novita_core::TRACING_TARGET,
-        tracing::Level::DEBUG,
-    );
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_target(novita_core::TRACING_TARGET, tracing::Level::DEBUG);
     let subscriber = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)

@@ -5,9 +5,9 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use novita_mock::{Fault, MockServer, Route};
 use novita_core::wire::{ChatCompletion, ChatRequest};
 use novita_core::{Answer, Error as CallError, Report};
+use novita_mock::{Fault, MockServer, Route};
 use novita_policy::{PolicyConfig, Seconds};
 
 const MODEL: &str = novita_mock::DEFAULT_MODELS[0];

@@ -8,15 +8,14 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use novita_policy::{BreakerState, ClientState, Clock, Policy, PolicyConfig, SplitMix64};
 
-use crate::driver::CallDriver;
 use crate::error::Error;
-use crate::request::Request;
-use crate::settings::{DEFAULT_MAX_ERROR_BODY, KeySource, Options, Settings, Timeouts};
+use crate::key::KeySource;
+use crate::settings::{DEFAULT_MAX_ERROR_BODY, Options, Settings, Timeouts};
 
 /// What every call of one client shares: settings, policy, state, clock and randomness.
 #[derive(Debug)]
@@ -86,12 +85,6 @@ impl ClientCore {
             max_error_body: options.max_error_body.unwrap_or(DEFAULT_MAX_ERROR_BODY),
             origin: Instant::now(),
         })
-    }
-
-    /// Starts a call of `request` at `now` (see [`now`](Self::now), or virtual time).
-    #[must_use]
-    pub fn start(self: &Arc<Self>, request: Request, now: Duration) -> CallDriver {
-        CallDriver::new(Arc::clone(self), request, now)
     }
 
     /// Time since the client was built, on the monotonic clock every call shares.

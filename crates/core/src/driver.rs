@@ -7,7 +7,7 @@
 //! its own I/O:
 //!
 //! ```text
-//! let mut driver = core.start(request, core.now());
+//! let mut driver = CallDriver::new(Arc::clone(&core), request, core.now());
 //! loop {
 //!     match driver.poll(core.now()) {
 //!         Poll::Send(attempt) => {
@@ -30,8 +30,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use novita_policy::{
-    Action, Admission, Call, Clock, Decision, Delivery, Draw, GiveUp, Headers, NO_HEADERS,
-    Outcome, Transport,
+    Action, Admission, Call, Clock, Decision, Delivery, Draw, GiveUp, Headers, NO_HEADERS, Outcome,
+    Transport,
 };
 use tracing::{debug, info, warn};
 
@@ -173,9 +173,10 @@ pub struct CallDriver {
 }
 
 impl CallDriver {
-    /// Starts `request` at `now` on `core`: the model chain is the request's model, then
-    /// the client's fallback models.
-    pub(crate) fn new(core: Arc<ClientCore>, request: Request, now: Duration) -> Self {
+    /// Starts `request` at `now` (the core's [`now`](ClientCore::now), or virtual time) on
+    /// `core`: the model chain is the request's model, then the client's fallback models.
+    #[must_use]
+    pub fn new(core: Arc<ClientCore>, request: Request, now: Duration) -> Self {
         #[cfg(feature = "metrics")]
         crate::metrics::describe_once();
         let models = model_chain(&request, core.fallback_models());
@@ -262,10 +263,12 @@ impl CallDriver {
         let mut shared = self.core.lock();
         loop {
             let model = self.call.model();
-            let admission =
-                self.core
-                    .policy()
-                    .admit(&mut shared.state, &mut self.call, &self.models[model], now);
+            let admission = self.core.policy().admit(
+                &mut shared.state,
+                &mut self.call,
+                &self.models[model],
+                now,
+            );
             #[cfg(feature = "metrics")]
             crate::metrics::admitted(&shared.state, &self.models[model], &admission, now);
             match admission {

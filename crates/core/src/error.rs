@@ -10,7 +10,7 @@ use std::fmt;
 use novita_policy::catalog::Class;
 use novita_policy::{ConfigError, GiveUp, Stop};
 
-use crate::settings::{API_KEY_VAR, KeySource};
+use crate::key::{API_KEY_VAR, KeySource};
 
 /// An HTTP client's own error, kept as the source of a failed call.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -236,7 +236,8 @@ mod tests {
     #[cfg(feature = "toml")]
     #[test]
     fn advice_keeps_the_whole_cause_chain() {
-        let error = Error::from(novita_policy::PolicyConfig::from_toml("max_atempts = 3").unwrap_err());
+        let error =
+            Error::from(novita_policy::PolicyConfig::from_toml("max_atempts = 3").unwrap_err());
         let advice = error.advice();
         assert!(advice.starts_with("invalid policy config: "), "{advice}");
         assert!(advice.contains("max_atempts"), "{advice}");

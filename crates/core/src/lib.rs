@@ -25,13 +25,14 @@
 //! ```
 //! use std::sync::Arc;
 //! use std::time::Duration;
-//! use novita_core::{ClientCore, Options, Poll, Request, policy::NO_HEADERS, wire::ChatRequest};
+//! use novita_core::{CallDriver, ClientCore, Options, Poll, Request, wire::ChatRequest};
 //!
 //! let mut options = Options::default();
 //! options.api_key = Some("sk_example".into());
 //! options.seed = Some(7);
 //! let core = Arc::new(ClientCore::new(options, |_| None)?);
-//! let mut driver = core.start(Request::chat(&ChatRequest::new("m", "Hi")), Duration::ZERO);
+//! let request = Request::chat(&ChatRequest::new("m", "Hi"));
+//! let mut driver = CallDriver::new(Arc::clone(&core), request, Duration::ZERO);
 //!
 //! let Poll::Send(attempt) = driver.poll(Duration::ZERO) else { unreachable!() };
 //! assert_eq!(attempt.url, "https://api.novita.ai/openai/v1/chat/completions");
@@ -46,6 +47,7 @@
 mod client;
 mod driver;
 mod error;
+mod key;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod report;
@@ -56,11 +58,12 @@ pub mod wire;
 pub use client::ClientCore;
 pub use driver::{Attempt, CallDriver, Poll, Received, TRACING_TARGET};
 pub use error::{BoxError, Error, ErrorKind};
+pub use key::{API_KEY_VAR, ApiKey, KeySource};
 pub use report::{Answer, Report};
 pub use request::{Reassembly, Request};
 pub use settings::{
-    API_KEY_VAR, ApiKey, BASE_URL_VAR, DEFAULT_BASE_URL, DEFAULT_MAX_ERROR_BODY,
-    LITELLM_BASE_URL_VAR, KeySource, Options, Settings, Timeouts,
+    BASE_URL_VAR, DEFAULT_BASE_URL, DEFAULT_MAX_ERROR_BODY, LITELLM_BASE_URL_VAR, Options,
+    Settings, Timeouts,
 };
 
 pub use novita_policy as policy;

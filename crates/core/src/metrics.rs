@@ -55,7 +55,9 @@ use metrics::{
 };
 use novita_policy::catalog::RateLimit;
 
-use novita_policy::{Action, Admission, BreakerState, ClientState, Decision, GiveUp, Outcome, Stop};
+use novita_policy::{
+    Action, Admission, BreakerState, ClientState, Decision, GiveUp, Outcome, Stop,
+};
 
 /// Counter: every attempt that ended (`model`, `status`, `class`).
 pub const REQUESTS_TOTAL: &str = "novita_requests_total";

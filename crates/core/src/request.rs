@@ -197,7 +197,10 @@ mod tests {
         );
         assert_eq!(chat.reassembly(), Reassembly::Chat);
 
-        let mut other = Request::post("/completions", &serde_json::json!({"model": "a", "prompt": "x"}));
+        let mut other = Request::post(
+            "/completions",
+            &serde_json::json!({"model": "a", "prompt": "x"}),
+        );
         let body = json(other.body_for("a", Delivery::Streamed).unwrap());
         assert!(
             body.get("stream").is_none(),
@@ -216,8 +219,15 @@ mod tests {
         let mut list = Request::get("models");
         assert_eq!(list.route(), "models");
         assert_eq!(model_chain(&list, &["fallback".to_owned()]), ["models"]);
-        assert!(list.body_for("models", Delivery::Buffered).unwrap().is_none());
+        assert!(
+            list.body_for("models", Delivery::Buffered)
+                .unwrap()
+                .is_none()
+        );
         let nameless = Request::post("embeddings", &serde_json::json!({"input": "x"}));
-        assert_eq!(model_chain(&nameless, &["fallback".to_owned()]), ["embeddings"]);
+        assert_eq!(
+            model_chain(&nameless, &["fallback".to_owned()]),
+            ["embeddings"]
+        );
     }
 }

@@ -11,70 +11,16 @@ use std::time::Duration;
 use novita_policy::PolicyConfig;
 
 use crate::error::Error;
+use crate::key::{API_KEY_VAR, ApiKey, KeySource};
 
 /// Novita's documented OpenAI-compatible base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.novita.ai/openai/v1";
-/// The conventional variable holding the API key.
-pub const API_KEY_VAR: &str = "NOVITA_API_KEY";
 /// The variable that overrides the base URL.
 pub const BASE_URL_VAR: &str = "NOVITA_BASE_URL";
 /// LiteLLM's name for the base-URL variable, also accepted.
 pub const LITELLM_BASE_URL_VAR: &str = "NOVITA_API_BASE";
 /// The most bytes of an error body the adapters read by default; the rest is discarded.
 pub const DEFAULT_MAX_ERROR_BODY: usize = 64 * 1024;
-
-/// An API key. It can be used to build the `Authorization` header and never shows up in
-/// `Debug`, `Display`, logs or errors.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    /// Wraps a key; surrounding whitespace (a stray newline from a file) is removed.
-    /// `None` for an empty key.
-    #[must_use]
-    pub fn new(key: impl Into<String>) -> Option<Self> {
-        let key = key.into();
-        let trimmed = key.trim();
-        (!trimmed.is_empty()).then(|| Self(trimmed.to_owned()))
-    }
-
-    /// The `Authorization` header value: `Bearer <key>`.
-    #[must_use]
-    pub fn bearer(&self) -> String {
-        format!("Bearer {}", self.0)
-    }
-
-    /// The key itself, for callers that must hand it on.
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKey(<redacted>)")
-    }
-}
-
-/// Where the API key was read from, so that a 401 can say where to look.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum KeySource {
-    /// Passed in code.
-    Argument,
-    /// Read from an environment variable.
-    Environment(&'static str),
-}
-
-impl fmt::Display for KeySource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeySource::Argument => f.write_str("the key passed to the client builder"),
-            KeySource::Environment(name) => write!(f, "the {name} environment variable"),
-        }
-    }
-}
 
 /// The key, its source and the base URL a client will use.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -245,7 +191,6 @@ impl fmt::Debug for Options {
         debug.finish()
     }
 }
-
 
 #[cfg(test)]
 mod tests {
