@@ -67,3 +67,8 @@ pub use settings::{
 };
 
 pub use novita_policy as policy;
+
+/// The README's example, compiled and run as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

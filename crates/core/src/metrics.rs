@@ -2,12 +2,13 @@
 //! (feature `metrics`).
 //!
 //! **The policy stays pure.** [`Policy::decide`](novita_policy::Policy::decide) and
-//! [`Policy::admit`](novita_policy::Policy::admit) never record anything: this module is a set of
-//! helpers the adapters (`novita-ureq` and `novita-reqwest`, each with its own `metrics`
-//! feature) call from their attempt loops, right after a decision or an admission and when a
-//! call ends, so the recording code exists once for both. The library only emits through
-//! the facade; the application installs the recorder (an exporter) it wants. Without the
-//! feature neither this module nor the `metrics` crate is compiled.
+//! [`Policy::admit`](novita_policy::Policy::admit) never record anything: this module is a
+//! set of helpers the [`CallDriver`](crate::CallDriver) calls right after a decision or an
+//! admission and when a call ends, so the recording code exists once for every adapter
+//! (`novita-ureq` and `novita-reqwest` turn it on with their own `metrics` feature). The
+//! library only emits through the facade; the application installs the recorder (an
+//! exporter) it wants. Without the feature neither this module nor the `metrics` crate is
+//! compiled.
 //!
 //! Every label value is bounded: `model` is the model name an attempt went to (bounded by
 //! the client's configuration; the route, such as `models`, for calls that name no model);
@@ -31,7 +32,7 @@
 //! For calls, `model` is the model the last attempt went to (the fallback that answered,
 //! or the one the policy gave up on).
 //!
-//! An adapter's loop calls, each under `#[cfg(feature = "metrics")]`:
+//! The driver calls, each under `#[cfg(feature = "metrics")]`:
 //!
 //! ```text
 //! describe_once();                                   // before the first call
