@@ -1,5 +1,5 @@
-//! Both adapters against `novita-mock`, one scenario per row of DESIGN.md's behaviour
-//! table, plus timing, outage, concurrency and stream scenarios.
+//! Both adapters against `novita-mock`, one scenario per row of the behaviour table in
+//! ARCHITECTURE.md, plus timing, outage, concurrency and stream scenarios.
 //!
 //! Every scenario runs once per adapter through the [`Adapter`] trait, so the blocking and
 //! async clients are held to exactly the same behaviour. Timing is asserted on what the

@@ -164,7 +164,6 @@ pub struct CallDriver {
     request: Request,
     url: String,
     models: Vec<String>,
-    reassembly: Reassembly,
     call: Call,
     stage: Stage,
     started: Duration,
@@ -189,9 +188,12 @@ impl CallDriver {
         let call = core
             .policy()
             .start_call(now, request.delivery(), models.len());
+        let call = match request.reassembly() {
+            Reassembly::Chat => call,
+            Reassembly::Unsupported => call.without_streaming_switch(),
+        };
         Self {
             url: core.settings().url(request.route()),
-            reassembly: request.reassembly(),
             core,
             request,
             models,
@@ -289,10 +291,7 @@ impl CallDriver {
     }
 
     fn next_attempt(&mut self) -> Poll {
-        let delivery = match self.reassembly {
-            Reassembly::Chat => self.call.delivery(),
-            Reassembly::Unsupported => Delivery::Buffered,
-        };
+        let delivery = self.call.delivery();
         let model = self.models[self.call.model()].clone();
         let body = match self.request.body_for(&model, delivery) {
             Ok(body) => body,
@@ -347,36 +346,23 @@ impl CallDriver {
     /// call's report: the call is over.
     pub fn handle_success(&mut self, status: u16, clock: Clock) -> Report {
         let model = self.call.model();
-        let outcome = Outcome::Response {
-            status,
-            headers: &NO_HEADERS,
-            body: b"",
-        };
-        {
-            let mut shared = self.core.lock();
-            let decision = self.core.policy().decide(
-                &mut shared.state,
-                &mut self.call,
-                &self.models[model],
-                &outcome,
-                clock,
-                Draw::MIN,
-            );
-            debug_assert_eq!(decision, Decision::Done);
-            #[cfg(feature = "metrics")]
-            crate::metrics::decided(
-                &shared.state,
-                &self.models[model],
-                &outcome,
-                &decision,
-                clock.now,
-            );
-        }
+        self.record_answer(status, clock);
+        #[cfg(feature = "metrics")]
+        crate::metrics::decided(
+            &self.core.lock().state,
+            &self.models[model],
+            &Outcome::Response {
+                status,
+                headers: &NO_HEADERS,
+                body: b"",
+            },
+            &Decision::Done,
+            clock.now,
+        );
         let report = Report {
             model: self.models[model].clone(),
             fell_back_from: (model > 0).then(|| self.models[0].clone()),
-            switched_to_streaming: self.reassembly == Reassembly::Chat
-                && self.request.delivery() == Delivery::Buffered
+            switched_to_streaming: self.request.delivery() == Delivery::Buffered
                 && self.call.delivery() == Delivery::Streamed,
             attempts: self.call.attempts(),
             waited: self.waited,
@@ -391,14 +377,34 @@ impl CallDriver {
 
     /// Feeds back an attempt whose success status came with an answer that cannot be used
     /// (malformed JSON, a stream that broke the protocol): the call ends with `error`,
-    /// which the next [`poll`](Self::poll) hands over.
-    pub fn handle_unusable(&mut self, status: u16, error: Error, now: Duration) {
+    /// which the next [`poll`](Self::poll) hands over. The model did answer, so its breaker,
+    /// pacing and the retry budget learn of a success.
+    pub fn handle_unusable(&mut self, status: u16, error: Error, clock: Clock) {
         warn!(target: TRACING_TARGET, status, %error, "unusable response");
+        self.record_answer(status, clock);
         #[cfg(feature = "metrics")]
-        crate::metrics::unusable(self.model(), status, now.saturating_sub(self.started));
-        #[cfg(not(feature = "metrics"))]
-        let _ = now;
+        crate::metrics::unusable(self.model(), status, clock.now.saturating_sub(self.started));
         self.stage = Stage::Failed(Some(error));
+    }
+
+    /// Tells the policy the model answered with a success status.
+    fn record_answer(&mut self, status: u16, clock: Clock) {
+        let model = self.call.model();
+        let outcome = Outcome::Response {
+            status,
+            headers: &NO_HEADERS,
+            body: b"",
+        };
+        let mut shared = self.core.lock();
+        let decision = self.core.policy().decide(
+            &mut shared.state,
+            &mut self.call,
+            &self.models[model],
+            &outcome,
+            clock,
+            Draw::MIN,
+        );
+        debug_assert_eq!(decision, Decision::Done);
     }
 
     /// Feeds back what the adapter made of a success response, through the matching
@@ -420,7 +426,7 @@ impl CallDriver {
             Received::ServerError { status, body } => {
                 self.handle_response(status, &NO_HEADERS, &body, clock);
             }
-            Received::Invalid(error) => self.handle_unusable(status, error, clock.now),
+            Received::Invalid(error) => self.handle_unusable(status, error, clock),
         }
         None
     }
@@ -518,5 +524,430 @@ fn outcome_status(outcome: &Outcome<'_>) -> u16 {
     match outcome {
         Outcome::Response { status, .. } => *status,
         Outcome::Transport(_) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::key::KeySource;
+    use crate::settings::Options;
+    use crate::wire::ChatRequest;
+
+    fn core() -> Arc<ClientCore> {
+        let options = Options {
+            api_key: Some("sk_unit_test".to_owned()),
+            seed: Some(7),
+            fallback_models: vec!["fallback".to_owned()],
+            ..Options::default()
+        };
+        Arc::new(ClientCore::new(options, |_| None).expect("valid options"))
+    }
+
+    fn clock(now: Duration) -> Clock {
+        Clock {
+            now,
+            wall: SystemTime::UNIX_EPOCH + now,
+        }
+    }
+
+    fn secs(value: u64) -> Duration {
+        Duration::from_secs(value)
+    }
+
+    fn ms(value: u64) -> Duration {
+        Duration::from_millis(value)
+    }
+
+    fn chat() -> Request {
+        Request::chat(&ChatRequest::new("primary", "hi"))
+    }
+
+    fn send(driver: &mut CallDriver, now: Duration) -> Attempt {
+        match driver.poll(now) {
+            Poll::Send(attempt) => attempt,
+            other => panic!("expected an attempt at {now:?}, got {other:?}"),
+        }
+    }
+
+    fn wait(driver: &mut CallDriver, now: Duration) -> Duration {
+        match driver.poll(now) {
+            Poll::Wait(wait) => wait,
+            other => panic!("expected a wait at {now:?}, got {other:?}"),
+        }
+    }
+
+    fn failed(driver: &mut CallDriver, now: Duration) -> Error {
+        match driver.poll(now) {
+            Poll::Failed(error) => error,
+            other => panic!("expected the call to fail at {now:?}, got {other:?}"),
+        }
+    }
+
+    fn body(attempt: &Attempt) -> serde_json::Value {
+        serde_json::from_slice(attempt.body.as_deref().expect("a body")).expect("JSON")
+    }
+
+    #[test]
+    fn a_retried_success_reports_attempts_and_waits() {
+        let mut driver = CallDriver::new(core(), chat(), Duration::ZERO);
+        let attempt = send(&mut driver, Duration::ZERO);
+        assert_eq!((attempt.model.as_str(), attempt.number), ("primary", 1));
+        assert_eq!(driver.model(), "primary");
+        driver.handle_response(429, &[("retry-after", "2")], b"", clock(Duration::ZERO));
+        assert_eq!(wait(&mut driver, Duration::ZERO), secs(2));
+        let attempt = send(&mut driver, secs(2));
+        assert_eq!((attempt.model.as_str(), attempt.number), ("primary", 2));
+        let report = driver.handle_success(200, clock(secs(3)));
+        assert_eq!(report.attempts, 2);
+        assert_eq!(report.waited, secs(2));
+        assert_eq!(report.elapsed, secs(3));
+        assert_eq!(report.model, "primary");
+        assert_eq!(report.fell_back_from, None);
+        assert!(!report.switched_to_streaming);
+    }
+
+    #[test]
+    fn polling_during_a_delay_answers_the_time_left() {
+        let core = core();
+        // A delay the policy decided (a server hint).
+        let mut first = CallDriver::new(Arc::clone(&core), chat(), Duration::ZERO);
+        let _ = send(&mut first, Duration::ZERO);
+        first.handle_response(429, &[("retry-after", "4")], b"", clock(Duration::ZERO));
+        assert_eq!(wait(&mut first, Duration::ZERO), secs(4));
+        assert_eq!(wait(&mut first, ms(500)), ms(3500));
+        assert_eq!(wait(&mut first, ms(3900)), ms(100));
+
+        // A wait admission imposed (the hint holds every call to the model).
+        let mut second = CallDriver::new(Arc::clone(&core), chat(), secs(1));
+        assert_eq!(wait(&mut second, secs(1)), secs(3));
+        assert_eq!(wait(&mut second, secs(2)), secs(2));
+        assert_eq!(wait(&mut second, ms(3500)), ms(500));
+
+        assert_eq!(send(&mut first, secs(4)).number, 2);
+        assert_eq!(send(&mut second, secs(4)).number, 1);
+        let first = first.handle_success(200, clock(secs(4)));
+        let second = second.handle_success(200, clock(secs(4)));
+        assert_eq!(first.waited, secs(4), "early polls are not counted again");
+        assert_eq!(second.waited, secs(3), "early polls are not counted again");
+        assert_eq!(second.elapsed, secs(3));
+    }
+
+    #[test]
+    fn a_switch_to_streaming_needs_reassembly() {
+        let completions = Request::post(
+            "completions",
+            &serde_json::json!({"model": "primary", "prompt": "hi"}),
+        );
+        for (request, expected) in [
+            (chat(), Delivery::Streamed),
+            (completions, Delivery::Buffered),
+        ] {
+            let route = request.route().to_owned();
+            let mut driver = CallDriver::new(core(), request, Duration::ZERO);
+            let first = send(&mut driver, Duration::ZERO);
+            assert_eq!(first.delivery, Delivery::Buffered, "{route}");
+            driver.handle_response(504, &NO_HEADERS, b"", clock(Duration::ZERO));
+            let delay = wait(&mut driver, Duration::ZERO);
+            let attempt = send(&mut driver, delay);
+            assert_eq!(attempt.delivery, expected, "{route}");
+            assert_eq!(
+                body(&attempt)
+                    .get("stream")
+                    .and_then(serde_json::Value::as_bool),
+                (route == "chat/completions").then_some(true),
+                "{route}"
+            );
+            let report = driver.handle_success(200, clock(delay));
+            assert_eq!(
+                report.switched_to_streaming,
+                expected == Delivery::Streamed,
+                "{route}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_fallback_answer_says_where_it_came_from() {
+        let mut driver = CallDriver::new(core(), chat(), Duration::ZERO);
+        let _ = send(&mut driver, Duration::ZERO);
+        let maintenance = br#"{"code":500,"reason":"MODEL_NOT_AVAILABLE"}"#;
+        driver.handle_response(500, &NO_HEADERS, maintenance, clock(Duration::ZERO));
+        assert_eq!(driver.model(), "fallback");
+        let attempt = send(&mut driver, Duration::ZERO);
+        assert_eq!((attempt.model.as_str(), attempt.number), ("fallback", 2));
+        assert_eq!(body(&attempt)["model"], "fallback");
+        let report = driver.handle_success(200, clock(Duration::ZERO));
+        assert_eq!(report.fell_back_from.as_deref(), Some("primary"));
+        assert_eq!(report.model, "fallback");
+        assert_eq!(report.waited, Duration::ZERO);
+    }
+
+    #[test]
+    fn a_give_up_names_the_model_and_the_key_source() {
+        let mut driver = CallDriver::new(core(), chat(), Duration::ZERO);
+        let _ = send(&mut driver, Duration::ZERO);
+        driver.handle_response(401, &NO_HEADERS, b"", clock(Duration::ZERO));
+        let error = failed(&mut driver, Duration::ZERO);
+        assert!(
+            matches!(&error, Error::GaveUp { model, key_source: KeySource::Argument, .. } if model == "primary"),
+            "{error:?}"
+        );
+        assert_eq!(error.status(), Some(401));
+        assert!(
+            error
+                .to_string()
+                .contains("the key passed to the client builder"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_streamed_call_streams_every_attempt() {
+        let request = Request::chat_stream(&ChatRequest::new("primary", "hi"));
+        let mut driver = CallDriver::new(core(), request, Duration::ZERO);
+        let mut now = Duration::ZERO;
+        for number in 1..=3 {
+            let attempt = send(&mut driver, now);
+            assert_eq!(attempt.number, number);
+            assert_eq!(attempt.delivery, Delivery::Streamed);
+            assert_eq!(body(&attempt)["stream"], true);
+            if number < 3 {
+                driver.handle_response(504, &NO_HEADERS, b"", clock(now));
+                now += wait(&mut driver, now);
+            }
+        }
+        let report = driver.handle_success(200, clock(now));
+        assert!(!report.switched_to_streaming, "it streamed from the start");
+        assert_eq!(report.attempts, 3);
+    }
+
+    #[test]
+    fn a_call_without_a_model_is_keyed_by_its_route() {
+        let mut driver = CallDriver::new(core(), Request::get("/models"), Duration::ZERO);
+        let attempt = send(&mut driver, Duration::ZERO);
+        assert_eq!(attempt.url, "https://api.novita.ai/openai/v1/models");
+        assert_eq!(attempt.body, None);
+        assert_eq!(attempt.model, "models");
+        assert_eq!(attempt.delivery, Delivery::Buffered);
+        // No model named, so no fallback: a 500 in maintenance gives up on the route.
+        let maintenance = br#"{"code":500,"reason":"MODEL_NOT_AVAILABLE"}"#;
+        driver.handle_response(500, &NO_HEADERS, maintenance, clock(Duration::ZERO));
+        let error = failed(&mut driver, Duration::ZERO);
+        assert!(
+            matches!(&error, Error::GaveUp { model, .. } if model == "models"),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn a_server_error_inside_a_stream_is_an_error_response() {
+        let overloaded = br#"{"code":503,"reason":"SERVICE_NOT_AVAILABLE","message":"busy"}"#;
+        // Two clients with the same seed: one told through `handle_response`, the other
+        // through `handle_received`, decide alike.
+        let (direct_core, received_core) = (core(), core());
+        let mut direct = CallDriver::new(Arc::clone(&direct_core), chat(), Duration::ZERO);
+        let mut received = CallDriver::new(Arc::clone(&received_core), chat(), Duration::ZERO);
+        let _ = send(&mut direct, Duration::ZERO);
+        let _ = send(&mut received, Duration::ZERO);
+        direct.handle_response(503, &NO_HEADERS, overloaded, clock(Duration::ZERO));
+        let answer = received.handle_received(
+            200,
+            Received::<()>::ServerError {
+                status: 503,
+                body: overloaded.to_vec(),
+            },
+            clock(Duration::ZERO),
+        );
+        assert!(answer.is_none());
+        let delay = wait(&mut direct, Duration::ZERO);
+        assert_eq!(wait(&mut received, Duration::ZERO), delay);
+        assert_eq!(received_core.retry_budget(), direct_core.retry_budget());
+        assert!(
+            received_core.retry_budget() < core().retry_budget(),
+            "a retry"
+        );
+
+        // A broken body is a transport failure; an answer ends the call with its report.
+        assert_eq!(send(&mut received, delay).number, 2);
+        let broken = Received::<u32>::Broken(Transport::Reset, Some("cut".into()));
+        assert!(
+            received
+                .handle_received(200, broken, clock(delay))
+                .is_none()
+        );
+        let later = delay + wait(&mut received, delay);
+        assert_eq!(send(&mut received, later).number, 3);
+        let answer = received
+            .handle_received(200, Received::Value(42_u32), clock(later))
+            .expect("an answer");
+        assert_eq!(answer.value, 42);
+        assert_eq!(answer.report.attempts, 3);
+
+        // A non-retryable error event ends the call like the same status would.
+        let mut driver = CallDriver::new(core(), chat(), Duration::ZERO);
+        let _ = send(&mut driver, Duration::ZERO);
+        let denied = Received::<()>::ServerError {
+            status: 403,
+            body: br#"{"code":403,"reason":"NOT_ENOUGH_BALANCE","message":"top up"}"#.to_vec(),
+        };
+        assert!(
+            driver
+                .handle_received(200, denied, clock(Duration::ZERO))
+                .is_none()
+        );
+        let error = failed(&mut driver, Duration::ZERO);
+        assert_eq!(error.status(), Some(403));
+        assert_eq!(
+            error
+                .give_up()
+                .and_then(|give_up| give_up.message.as_deref()),
+            Some("top up")
+        );
+    }
+
+    #[test]
+    fn an_unusable_answer_ends_the_call_on_the_next_poll() {
+        let mut driver = CallDriver::new(core(), chat(), Duration::ZERO);
+        let _ = send(&mut driver, Duration::ZERO);
+        let error = Error::Decode {
+            what: "response",
+            status: 200,
+            source: "expected value at line 1 column 1".into(),
+        };
+        driver.handle_unusable(200, error, clock(secs(1)));
+        let error = failed(&mut driver, secs(1));
+        assert!(
+            matches!(error, Error::Decode { status: 200, .. }),
+            "{error:?}"
+        );
+        assert_eq!(error.kind(), crate::ErrorKind::InvalidResponse);
+
+        // The same through `handle_received`.
+        let mut driver = CallDriver::new(core(), chat(), Duration::ZERO);
+        let _ = send(&mut driver, Duration::ZERO);
+        let invalid = Received::<()>::Invalid(Error::Stream {
+            model: "primary".into(),
+            chunks: 2,
+            problem: "no [DONE]".into(),
+            source: None,
+        });
+        assert!(
+            driver
+                .handle_received(200, invalid, clock(secs(1)))
+                .is_none()
+        );
+        let error = failed(&mut driver, secs(1));
+        assert!(
+            matches!(error, Error::Stream { chunks: 2, .. }),
+            "{error:?}"
+        );
+    }
+
+    fn core_with(config: novita_policy::PolicyConfig) -> Arc<ClientCore> {
+        let options = Options {
+            api_key: Some("sk_unit_test".to_owned()),
+            seed: Some(7),
+            policy: Some(config),
+            ..Options::default()
+        };
+        Arc::new(ClientCore::new(options, |_| None).expect("valid options"))
+    }
+
+    #[test]
+    fn a_call_held_past_its_deadline_by_others_429s_is_rate_limited() {
+        let mut config = novita_policy::PolicyConfig::default();
+        config.deadline = Some(secs(10));
+        let core = core_with(config);
+        let mut throttled = CallDriver::new(Arc::clone(&core), chat(), Duration::ZERO);
+        let _ = send(&mut throttled, Duration::ZERO);
+        throttled.handle_response(429, &[("retry-after", "12")], b"", clock(Duration::ZERO));
+        assert_eq!(
+            failed(&mut throttled, Duration::ZERO).kind(),
+            crate::ErrorKind::RateLimited
+        );
+
+        let mut held = CallDriver::new(Arc::clone(&core), chat(), secs(1));
+        let error = failed(&mut held, secs(1));
+        assert_eq!(error.kind(), crate::ErrorKind::RateLimited, "{error}");
+        let give_up = error.give_up().expect("a give-up");
+        assert_eq!(give_up.stop, novita_policy::Stop::PastDeadline);
+        assert_eq!(give_up.attempts, 0);
+    }
+
+    #[test]
+    fn a_call_stopped_at_admission_keeps_what_its_last_attempt_said() {
+        let mut config = novita_policy::PolicyConfig::default();
+        config.deadline = Some(secs(10));
+        let core = core_with(config);
+        let mut call = CallDriver::new(Arc::clone(&core), chat(), Duration::ZERO);
+        let _ = send(&mut call, Duration::ZERO);
+        let overloaded = br#"{"code":503,"reason":"SERVICE_NOT_AVAILABLE","message":"busy"}"#;
+        call.handle_response(503, &NO_HEADERS, overloaded, clock(Duration::ZERO));
+        let delay = wait(&mut call, Duration::ZERO);
+        // Meanwhile another call's 429 holds the model past this call's deadline.
+        let mut other = CallDriver::new(Arc::clone(&core), chat(), Duration::ZERO);
+        let _ = send(&mut other, Duration::ZERO);
+        other.handle_response(429, &[("retry-after", "30")], b"", clock(Duration::ZERO));
+        let error = failed(&mut call, delay);
+        let give_up = error.give_up().expect("a give-up");
+        assert_eq!(give_up.stop, novita_policy::Stop::PastDeadline);
+        assert_eq!(give_up.status, Some(503));
+        assert_eq!(give_up.message.as_deref(), Some("busy"));
+        assert_eq!(error.kind(), crate::ErrorKind::Unavailable);
+    }
+
+    #[test]
+    fn a_route_that_cannot_stream_still_advises_streaming() {
+        let body = serde_json::json!({"model": "primary", "prompt": "x"});
+        let mut driver =
+            CallDriver::new(core(), Request::post("completions", &body), Duration::ZERO);
+        let mut now = Duration::ZERO;
+        let error = loop {
+            match driver.poll(now) {
+                Poll::Send(attempt) => {
+                    assert_eq!(attempt.delivery, Delivery::Buffered);
+                    driver.handle_response(504, &NO_HEADERS, b"", clock(now));
+                }
+                Poll::Wait(wait) => now += wait,
+                Poll::Failed(error) => break error,
+            }
+        };
+        let give_up = error.give_up().expect("a give-up");
+        assert!(
+            give_up
+                .advice
+                .contains(&novita_policy::catalog::Escalation::SwitchToStreaming),
+            "{error:#}"
+        );
+    }
+
+    #[test]
+    fn an_unusable_answer_to_a_probe_closes_the_breaker() {
+        let mut config = novita_policy::PolicyConfig::default();
+        config.breaker.failure_threshold = 1;
+        let core = core_with(config);
+        let mut failing = CallDriver::new(Arc::clone(&core), chat(), Duration::ZERO);
+        let _ = send(&mut failing, Duration::ZERO);
+        failing.handle_response(503, &NO_HEADERS, b"", clock(Duration::ZERO));
+        assert!(matches!(
+            core.breaker("primary", Duration::ZERO),
+            novita_policy::BreakerState::Open { .. }
+        ));
+        let later = core.config().breaker.open_for + secs(1);
+        let mut probe = CallDriver::new(Arc::clone(&core), chat(), later);
+        let _ = send(&mut probe, later);
+        let error = Error::Decode {
+            what: "chat completion",
+            status: 200,
+            source: "truncated".into(),
+        };
+        probe.handle_unusable(200, error, clock(later));
+        assert_eq!(
+            core.breaker("primary", later),
+            novita_policy::BreakerState::Closed
+        );
     }
 }

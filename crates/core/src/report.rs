@@ -65,8 +65,6 @@ impl<T> std::ops::Deref for Answer<T> {
     }
 }
 
-/// Why a call through an adapter failed. The key never appears in any of it.
-
 impl<T> Answer<T> {
     /// The answer `value`, obtained as `report` says.
     #[must_use]

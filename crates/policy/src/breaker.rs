@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 /// Settings of every circuit breaker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct BreakerConfig {
     /// Consecutive failures (5xx, timeouts, connection errors) that open the breaker.
     /// Default 10: a run that long is one in 170,000 when 30 % of requests fail at random

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 /// Settings of the retry budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct BudgetConfig {
     /// Tokens in a full bucket; a new client starts full. Default 500 (with the default
     /// costs: 100 ordinary retries in a row before retries stop).

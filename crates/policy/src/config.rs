@@ -96,6 +96,7 @@ impl Default for PolicyConfig {
 /// retrying it (and falls back to another model where the catalog says so).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AttemptLimits {
     /// 429s. Default 5: enough to ride out a per-minute window with server hints.
     pub throttled: u32,

@@ -8,6 +8,9 @@ use novita_catalog::{Entry, Escalation, RateLimit, Status};
 use crate::Transport;
 
 /// What to do after an attempt.
+///
+/// Exhaustive on purpose: whoever drives a call must handle every answer, so a new one is
+/// a breaking change the compiler points out rather than a case silently ignored.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Decision {
     /// The call succeeded; nothing more to do.

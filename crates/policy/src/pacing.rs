@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 /// Settings of client-side pacing.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct PacingConfig {
     /// Consecutive 429s on one model before pacing engages. Default 2: one 429 is a blip,
     /// two in a row mean the client is over its limit.

@@ -1,6 +1,6 @@
 //! The policy: from one attempt's outcome to the next step.
 //!
-//! The adapter's loop, in full:
+//! A call driver's loop (`novita-core` has the real one), in full:
 //!
 //! ```text
 //! let mut call = policy.start_call(now, delivery, models.len());
@@ -42,6 +42,8 @@ pub struct Clock {
 }
 
 /// Whether the next attempt may go out now.
+///
+/// Exhaustive on purpose, like [`Decision`]: a driver must handle every answer.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Admission {
     /// Send now; a pacing slot (if the model is paced) has been taken.
@@ -65,6 +67,7 @@ pub struct Call {
     started: Duration,
     delivery: Delivery,
     switched_to_streaming: bool,
+    streaming_switch: bool,
     model: usize,
     models: usize,
     attempts: u32,
@@ -72,6 +75,8 @@ pub struct Call {
     on_model: FailureCounts,
     previous_delay: Duration,
     last_retry_cost: Option<u32>,
+    /// What the last failed attempt said, so a call stopped at admission still reports it.
+    last_failure: Option<Box<Failure>>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -105,6 +110,15 @@ impl Call {
     #[must_use]
     pub fn started(&self) -> Duration {
         self.started
+    }
+
+    /// This call, kept buffered whatever happens: for routes whose answer cannot be read
+    /// as a stream, so a timeout is retried as it is and the advice still suggests
+    /// streaming.
+    #[must_use]
+    pub fn without_streaming_switch(mut self) -> Self {
+        self.streaming_switch = false;
+        self
     }
 
     fn has_fallback(&self) -> bool {
@@ -176,7 +190,7 @@ impl ClientState {
 }
 
 /// What the policy knows about a failed attempt while deciding.
-#[derive(Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Failure {
     status: Option<u16>,
     entry: Option<&'static Entry>,
@@ -232,6 +246,7 @@ impl Policy {
             started: now,
             delivery,
             switched_to_streaming: false,
+            streaming_switch: true,
             model: 0,
             models: models.max(1),
             attempts: 0,
@@ -239,6 +254,7 @@ impl Policy {
             on_model: FailureCounts::default(),
             previous_delay: Duration::ZERO,
             last_retry_cost: None,
+            last_failure: None,
         }
     }
 
@@ -263,12 +279,17 @@ impl Policy {
             let wait = model.pacer.wait(now);
             if !wait.is_zero() {
                 if self.crosses_deadline(call, now, wait) {
-                    return Admission::Reject(self.give_up(
-                        call,
-                        Stop::PastDeadline,
-                        Failure::default(),
-                        now,
-                    ));
+                    // Only throttling holds a model back, so a call that never got an
+                    // answer of its own was stopped by the 429s of others.
+                    let failure =
+                        call.last_failure
+                            .as_deref()
+                            .cloned()
+                            .unwrap_or_else(|| Failure {
+                                entry: novita_catalog::lookup(429),
+                                ..Failure::default()
+                            });
+                    return Admission::Reject(self.give_up(call, Stop::PastDeadline, failure, now));
                 }
                 return Admission::Wait(wait);
             }
@@ -278,12 +299,8 @@ impl Policy {
                 self.move_to_next_model(call);
                 return Admission::FallBack { model: call.model };
             }
-            return Admission::Reject(self.give_up(
-                call,
-                Stop::CircuitOpen,
-                Failure::default(),
-                now,
-            ));
+            let failure = call.last_failure.as_deref().cloned().unwrap_or_default();
+            return Admission::Reject(self.give_up(call, Stop::CircuitOpen, failure, now));
         }
         model.pacer.take_slot(now);
         Admission::Send
@@ -534,6 +551,7 @@ impl Policy {
         if timeout_like
             && call.delivery == Delivery::Buffered
             && !call.switched_to_streaming
+            && call.streaming_switch
             && self.config.switch_to_streaming_on_timeout
             && !opened
         {
@@ -629,6 +647,7 @@ impl Policy {
         call.previous_delay = delay;
         call.last_retry_cost = Some(cost);
         let cause = failure.cause();
+        call.last_failure = Some(Box::new(failure));
         match action {
             Some(action) => Decision::Escalate {
                 action,
