@@ -11,10 +11,8 @@ use std::process::{Command, Stdio};
 use std::{fmt, fs, io};
 
 use crate::ops;
-use crate::spec::{self, CLASSES, Codes, RATE_LIMITS, RETRIES, Spec};
+use crate::spec::{self, CLASSES, Codes, RATE_LIMITS, RETRIES, SPEC, Spec};
 
-/// The spec, relative to the workspace root.
-pub(crate) const SPEC: &str = "crates/catalog/errors.toml";
 /// The generated catalog data, relative to the workspace root.
 pub(crate) const CATALOG: &str = "crates/catalog/src/generated.rs";
 

@@ -7,6 +7,9 @@
 //!   from what the spec generates (CI runs it).
 //! - `cargo xtask bench [--quick]` runs the benchmarks and the fleet simulation and
 //!   regenerates `docs/BENCHMARKS.md`.
+//!
+//! The workspace's house rules (crate layering, banned dependencies, module docs, no
+//! module cycles, builder parity) are tests in `tidy`, run by `cargo test`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -76,3 +79,5 @@ fn workspace_root() -> PathBuf {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tidy;

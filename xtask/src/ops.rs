@@ -6,8 +6,7 @@
 
 use std::fmt::Write as _;
 
-use crate::codegen::SPEC;
-use crate::spec::{Alert, Codes, Entry, Spec};
+use crate::spec::{Alert, Codes, Entry, SPEC, Spec};
 
 /// The alerting rules, relative to the workspace root.
 pub(crate) const ALERTS: &str = "ops/prometheus/novita-alerts.yml";

@@ -10,6 +10,9 @@ use std::fmt;
 use serde::Deserialize;
 use toml::Spanned;
 
+/// The spec, relative to the workspace root.
+pub(crate) const SPEC: &str = "crates/catalog/errors.toml";
+
 /// The classes a spec entry may name, in the order the catalog's `Class` declares them.
 pub(crate) const CLASSES: &[(&str, &str)] = &[
     ("client_fault", "ClientFault"),

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::{fs, process};
 
-use crate::codegen::{self, CATALOG, Error, Mode, Outcome, SPEC};
+use crate::codegen::{self, CATALOG, Error, Mode, Outcome};
 use crate::ops::{ALERT_TESTS, ALERTS, REFERENCE};
+use crate::spec::SPEC;
 use crate::workspace_root;
 
 /// A throwaway copy of the spec and its outputs, removed on drop.
