@@ -1,65 +1,20 @@
 //! The discrete-event loop: a fleet of clients, one server, one virtual clock.
 //!
 //! Events sit in a min-heap ordered by virtual time, then by the order they were
-//! scheduled, so that ties resolve the same way every run. A call moves through two events
-//! per attempt: `Attempt` (the strategy sends it at once, refuses it, or asks to be asked
-//! again later; a sent attempt is answered by the server on the spot) and `Response` (the
-//! answer reaches the client [`LATENCY`] later and the strategy decides what follows).
+//! scheduled, so that ties resolve the same way every run. Every call runs the adapters'
+//! loop (see [`client`](super::client)) with the heap as its clock: the fleet polls it; a
+//! [`Step::Send`] reaches the server at once and its answer comes back as a `Response`
+//! event [`LATENCY`] later, a [`Step::Wait`] becomes a `Wake` event when the wait ends, and
+//! either event feeds back or polls again. A call in flight always has exactly one event
+//! pending (its `Wake` or its `Response`), so it never sends twice at once.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::time::Duration;
 
-use novita_policy::SplitMix64;
-
-use super::scenario::Scenario;
-use super::server::{Answer, Server};
-use super::strategy::{Client, Gate, Next};
-
-/// Each client starts one call this often.
-pub(crate) const CALL_INTERVAL: Duration = Duration::from_secs(2);
-/// Calls start during this long; calls still running afterwards run to their end.
-pub(crate) const LOAD_WINDOW: Duration = Duration::from_secs(180);
-/// From a request leaving the client to its answer arriving, whatever the answer.
-pub(crate) const LATENCY: Duration = Duration::from_millis(100);
-
-/// Salts that split one seed into independent random streams.
-const WORKLOAD_STREAM: u64 = 0x574F_524B;
-const SERVER_STREAM: u64 = 0x5345_5256;
-const CLIENT_STREAMS: u64 = 0x434C_0000_0000;
-
-/// A seed for the random stream `stream` of a run seeded with `seed`.
-pub(crate) fn stream_seed(seed: u64, stream: u64) -> u64 {
-    SplitMix64::new(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64()
-}
-
-/// The seed of client `client`'s own random stream.
-pub(crate) fn client_seed(seed: u64, client: usize) -> u64 {
-    stream_seed(seed, CLIENT_STREAMS.wrapping_add(client as u64))
-}
-
-/// When each client starts its calls: the same for every strategy of a run.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Workload {
-    /// The offset of each client's first call, in `[0, CALL_INTERVAL)`.
-    phases: Vec<Duration>,
-}
-
-impl Workload {
-    /// `clients` clients with random phases drawn from `seed`.
-    pub(crate) fn new(clients: usize, seed: u64) -> Self {
-        let mut rng = SplitMix64::new(stream_seed(seed, WORKLOAD_STREAM));
-        let phases = (0..clients)
-            .map(|_| CALL_INTERVAL.mul_f64(rng.draw().get()))
-            .collect();
-        Self { phases }
-    }
-
-    /// How many clients.
-    pub(crate) fn clients(&self) -> usize {
-        self.phases.len()
-    }
-}
+use super::client::{Call, Client, Fed, Step};
+use super::server::{Answer, Server, ServerProfile};
+use super::workload::{CALL_INTERVAL, LATENCY, LOAD_WINDOW, Workload, server_seed};
 
 /// What one run counted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -79,28 +34,24 @@ pub(crate) struct Tally {
     pub(crate) completions: Vec<Duration>,
 }
 
-/// Simulates `scenario` with one client per workload phase, made by `new_client` from
-/// its index, and counts what happened.
+/// Runs a server behaving as `profile` against one client per workload phase, made by
+/// `new_client` from its index, and counts what happened.
 pub(crate) fn run<C: Client>(
-    scenario: Scenario,
+    profile: ServerProfile,
     workload: &Workload,
     seed: u64,
     new_client: impl FnMut(usize) -> C,
 ) -> Tally {
-    let server = Server::new(
-        scenario.profile(workload.clients()),
-        stream_seed(seed, SERVER_STREAM),
-    );
     let mut fleet = Fleet {
         clients: (0..workload.clients()).map(new_client).collect(),
         calls: Vec::new(),
         hints: vec![Vec::new(); workload.clients()],
         queue: BinaryHeap::new(),
         scheduled: 0,
-        server,
+        server: Server::new(profile, server_seed(seed)),
         tally: Tally::default(),
     };
-    for (client, &phase) in workload.phases.iter().enumerate() {
+    for (client, &phase) in workload.phases().iter().enumerate() {
         fleet.schedule(phase, Kind::StartCall { client });
     }
     while let Some(Reverse(event)) = fleet.queue.pop() {
@@ -145,9 +96,9 @@ impl Ord for Event {
 enum Kind {
     /// A client starts its next call.
     StartCall { client: usize },
-    /// A call wants to send an attempt: the strategy may hold it back or refuse it.
-    Attempt { call: usize },
-    /// The server's answer reaches the client.
+    /// A wait the call asked for is over: poll it again.
+    Wake { call: usize },
+    /// The server's answer reaches the client: feed it back.
     Response { call: usize, answer: Answer },
 }
 
@@ -155,7 +106,7 @@ enum Kind {
 struct Active<T> {
     client: usize,
     started: Duration,
-    state: T,
+    call: T,
 }
 
 /// The state of one run.
@@ -183,7 +134,7 @@ impl<C: Client> Fleet<C> {
         let now = event.at;
         match event.kind {
             Kind::StartCall { client } => self.start_call(client, now),
-            Kind::Attempt { call } => self.attempt(call, now),
+            Kind::Wake { call } => self.poll(call, now),
             Kind::Response { call, answer } => self.respond(call, answer, now),
         }
     }
@@ -196,67 +147,48 @@ impl<C: Client> Fleet<C> {
         let Some(strategy) = self.clients.get_mut(client) else {
             return;
         };
-        let state = strategy.start_call(now);
+        let state = strategy.start(now);
         let call = self.calls.len();
         self.calls.push(Some(Active {
             client,
             started: now,
-            state,
+            call: state,
         }));
         self.tally.calls += 1;
-        self.attempt(call, now);
+        self.poll(call, now);
     }
 
-    fn attempt(&mut self, call: usize, now: Duration) {
-        let Some((client, active)) = self.active(call) else {
+    /// Asks the call what to do at `now` and does it: the one place a call is polled.
+    fn poll(&mut self, call: usize, now: Duration) {
+        let Some(active) = self.calls.get_mut(call).and_then(Option::as_mut) else {
             return;
         };
-        match client.admit(&mut active.state, now) {
-            Gate::Send => self.transmit(call, now),
-            Gate::Wait(wait) => self.schedule(now.saturating_add(wait), Kind::Attempt { call }),
-            Gate::Refuse => self.end(call, now, false),
+        match active.call.poll(now) {
+            Step::Send => {
+                let client = active.client;
+                self.check_hints(client, now);
+                let answer = self.server.receive(now);
+                self.schedule(now + LATENCY, Kind::Response { call, answer });
+            }
+            Step::Wait(wait) => self.schedule(now.saturating_add(wait), Kind::Wake { call }),
+            Step::Failed => self.end(call, now, false),
         }
     }
 
-    fn transmit(&mut self, call: usize, now: Duration) {
-        let Some(client) = self
-            .calls
-            .get(call)
-            .and_then(Option::as_ref)
-            .map(|active| active.client)
-        else {
-            return;
-        };
-        self.check_hints(client, now);
-        let answer = self.server.receive(now);
-        self.schedule(now + LATENCY, Kind::Response { call, answer });
-    }
-
+    /// Feeds `answer` back to the call, then ends it or polls it again.
     fn respond(&mut self, call: usize, answer: Answer, now: Duration) {
-        let Some((client, active)) = self.active(call) else {
+        let Some(active) = self.calls.get_mut(call).and_then(Option::as_mut) else {
             return;
         };
-        let next = client.on_answer(&mut active.state, answer, now);
-        let client = active.client;
         if let Some(wait) = answer.retry_after()
-            && let Some(hints) = self.hints.get_mut(client)
+            && let Some(hints) = self.hints.get_mut(active.client)
         {
             hints.push(now.saturating_add(wait));
         }
-        match next {
-            Next::Done => self.end(call, now, answer == Answer::Ok),
-            Next::Retry { delay } => {
-                self.schedule(now.saturating_add(delay), Kind::Attempt { call })
-            }
-            Next::GiveUp => self.end(call, now, false),
+        match active.call.feed(answer, now) {
+            Fed::Answered => self.end(call, now, true),
+            Fed::Pending => self.poll(call, now),
         }
-    }
-
-    /// The call's client strategy and its state, while the call runs.
-    fn active(&mut self, call: usize) -> Option<(&mut C, &mut Active<C::Call>)> {
-        let active = self.calls.get_mut(call)?.as_mut()?;
-        let client = self.clients.get_mut(active.client)?;
-        Some((client, active))
     }
 
     /// Counts the hints of `client` that a request sent at `now` breaks, each once.
@@ -279,5 +211,91 @@ impl<C: Client> Fleet<C> {
                 .completions
                 .push(now.saturating_sub(active.started));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A strategy that retries at once, `retries` times per call.
+    struct Eager {
+        retries: u32,
+    }
+
+    /// A call of [`Eager`]; it counts polls while a request is in flight.
+    struct EagerCall {
+        retries_left: u32,
+        in_flight: bool,
+        over: bool,
+    }
+
+    impl Client for Eager {
+        type Call = EagerCall;
+
+        fn start(&mut self, _now: Duration) -> EagerCall {
+            EagerCall {
+                retries_left: self.retries,
+                in_flight: false,
+                over: false,
+            }
+        }
+    }
+
+    impl Call for EagerCall {
+        fn poll(&mut self, _now: Duration) -> Step {
+            assert!(!self.in_flight, "polled with a request in flight");
+            if self.over {
+                return Step::Failed;
+            }
+            self.in_flight = true;
+            Step::Send
+        }
+
+        fn feed(&mut self, answer: Answer, _now: Duration) -> Fed {
+            assert!(self.in_flight, "fed an answer it did not ask for");
+            self.in_flight = false;
+            if answer == Answer::Ok {
+                return Fed::Answered;
+            }
+            match self.retries_left.checked_sub(1) {
+                Some(left) => self.retries_left = left,
+                None => self.over = true,
+            }
+            Fed::Pending
+        }
+    }
+
+    fn always_down() -> ServerProfile {
+        ServerProfile {
+            capacity: 1_000,
+            outage: Some(Duration::ZERO..Duration::MAX),
+            failure_rate: 0.0,
+            over_capacity: Answer::Unavailable,
+        }
+    }
+
+    #[test]
+    fn a_retry_with_no_delay_sends_exactly_once_per_answer() {
+        let workload = Workload::new(3, 1);
+        let tally = run(always_down(), &workload, 1, |_| Eager { retries: 4 });
+        assert_eq!(tally.calls, 3 * 90);
+        assert_eq!(tally.requests, tally.calls * 5, "one try and four retries");
+        assert_eq!(tally.successes, 0);
+    }
+
+    #[test]
+    fn a_hint_broken_by_a_retry_at_once_counts_once() {
+        let profile = ServerProfile {
+            capacity: 0,
+            outage: None,
+            failure_rate: 0.0,
+            over_capacity: Answer::Throttled { retry_after: 1 },
+        };
+        let workload = Workload::new(1, 1);
+        let tally = run(profile, &workload, 1, |_| Eager { retries: 1 });
+        // Each call's retry goes out with its first answer and breaks that answer's 1 s
+        // hint; the second answer's hint has run out when the next call starts 1.8 s later.
+        assert_eq!(tally.violations, tally.calls);
     }
 }

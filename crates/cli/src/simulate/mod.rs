@@ -16,33 +16,45 @@
 //! - the server answers each request after a fixed 100 ms with 200, 503, or 429 carrying
 //!   `Retry-After` in seconds; it accepts at most `capacity` requests per virtual second
 //!   (a fixed one-second window) and adds the scenario's faults;
-//! - each client keeps its own strategy state (for our policy: one `ClientState`, so the
-//!   retry budget, circuit breaker and pacing are shared by that client's calls).
+//! - each client keeps its own strategy state; ours is `novita-core` itself, run as the
+//!   adapters run it: one `ClientCore` per client (so the retry budget, circuit breaker
+//!   and pacing are shared by that client's calls) and one `CallDriver` per call, polled
+//!   on virtual time.
 //!
 //! What it leaves out: network latency that varies, request sizes and tokens, concurrency
 //! limits on the client, timeouts and transport errors, streaming, fallback models (there
 //! is one model), and clients that give up on their own before their strategy does.
 //!
-//! Reproducibility: the workload, the server and our policy draw from [`SplitMix64`]
-//! streams derived from the seed, and `backon` is seeded through its own API, so a run
-//! repeats bit for bit, except the `retry-policies` row: that crate draws its jitter from
-//! `rand`'s thread RNG and returns wall-clock instants (see [`strategy`]).
+//! Reproducibility: the workload, the server and our clients' jitter draw from
+//! [`SplitMix64`] streams derived from the seed, and `backon` is seeded through its own
+//! API, so a run repeats bit for bit, except the `retry-policies` row: that crate draws its
+//! jitter from `rand`'s thread RNG and returns wall-clock instants (see [`peers`]).
+//!
+//! The modules, each using only those listed before it: [`workload`] (timing and seeds),
+//! [`server`], [`scenario`], [`client`] (the poll/feed-back shape every strategy takes),
+//! [`novita`] and [`peers`] (the strategies), [`fleet`] (the event loop), [`strategy`]
+//! (names and dispatch), [`report`]; this module parses the arguments and runs them.
 //!
 //! [`SplitMix64`]: novita_policy::SplitMix64
 
 use std::fmt;
 
+mod client;
 mod fleet;
+mod novita;
+mod peers;
 mod report;
 mod scenario;
 mod server;
 mod strategy;
 #[cfg(test)]
 mod tests;
+mod workload;
 
-pub(crate) use report::StrategyResult;
-pub(crate) use scenario::Scenario;
-pub(crate) use strategy::Strategy;
+use report::StrategyResult;
+use scenario::Scenario;
+use strategy::Strategy;
+use workload::Workload;
 
 /// Arguments of `novita simulate`.
 #[derive(Debug, clap::Args)]
@@ -105,7 +117,9 @@ pub(crate) fn run(args: &Args) -> Result<String, Error> {
         return Err(Error::NoClients);
     }
     let scenarios = match args.scenario.as_deref() {
-        Some(name) => vec![Scenario::from_name(name)?],
+        Some(name) => {
+            vec![Scenario::from_name(name).ok_or_else(|| Error::UnknownScenario(name.to_owned()))?]
+        }
         None => Scenario::ALL.to_vec(),
     };
     let tables: Vec<report::Table> = scenarios
@@ -123,12 +137,13 @@ pub(crate) fn run(args: &Args) -> Result<String, Error> {
 /// Runs `scenario` with `clients` clients once per strategy, every run on the same
 /// workload and server model, and returns one result per strategy in [`Strategy::ALL`]
 /// order.
-pub(crate) fn simulate(scenario: Scenario, clients: usize, seed: u64) -> Vec<StrategyResult> {
-    let workload = fleet::Workload::new(clients, seed);
+fn simulate(scenario: Scenario, clients: usize, seed: u64) -> Vec<StrategyResult> {
+    let workload = Workload::new(clients, seed);
+    let profile = scenario.profile(clients);
     let mut results: Vec<StrategyResult> = Strategy::ALL
-        .iter()
-        .map(|&strategy| {
-            let tally = strategy::run(strategy, scenario, &workload, seed);
+        .into_iter()
+        .map(|strategy| {
+            let tally = strategy.run(profile.clone(), &workload, seed);
             StrategyResult::new(strategy, tally)
         })
         .collect();

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use novita_policy::Seconds;
 
-use super::fleet::{CALL_INTERVAL, LATENCY, LOAD_WINDOW, Tally};
+use super::fleet::Tally;
 use super::scenario::{OUTAGE, Scenario};
 use super::strategy::Strategy;
+use super::workload::{CALL_INTERVAL, LATENCY, LOAD_WINDOW};
 
 /// What one strategy achieved in one scenario.
 #[derive(Clone, Debug, PartialEq)]
@@ -223,8 +224,8 @@ fn legend(markdown: bool) -> String {
     };
     let lines = [
         format!(
-            "{marker}: novita-policy, PolicyConfig::default() with a 120 s deadline; \
-             one client state per client."
+            "{marker}: novita-core's CallDriver (the adapters' attempt loop) over \
+             PolicyConfig::default() with a 120 s deadline; one ClientCore per client."
         ),
         format!(
             "Each client starts a call every {} for {} s of virtual time (calls then run to \

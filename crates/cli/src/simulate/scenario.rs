@@ -3,9 +3,8 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use super::Error;
-use super::fleet::CALL_INTERVAL;
 use super::server::{Answer, ServerProfile};
+use super::workload::CALL_INTERVAL;
 
 /// When the server is down in `outage` and `thundering-herd`.
 pub(crate) const OUTAGE: Range<Duration> = Duration::from_secs(30)..Duration::from_secs(90);
@@ -46,15 +45,11 @@ impl Scenario {
         }
     }
 
-    /// The scenario called `name`.
-    ///
-    /// # Errors
-    /// [`Error::UnknownScenario`] when no scenario has that name.
-    pub(crate) fn from_name(name: &str) -> Result<Self, Error> {
+    /// The scenario called `name`, if there is one.
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
         Self::ALL
             .into_iter()
             .find(|scenario| scenario.name() == name)
-            .ok_or_else(|| Error::UnknownScenario(name.to_owned()))
     }
 
     /// One line saying what the server does.
