@@ -23,6 +23,8 @@ pub(crate) use adapters::{Adapter, KINDS, Setup, adapter};
 pub(crate) fn fast_policy() -> PolicyConfig {
     let mut config = PolicyConfig::default();
     config.backoff.base = Duration::from_millis(5);
+    config.backoff.throttled_base = Duration::from_millis(5);
+    config.backoff.timeout_base = Duration::from_millis(5);
     config.backoff.cap = Duration::from_millis(20);
     config
 }

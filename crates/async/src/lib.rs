@@ -40,7 +40,9 @@ mod stream;
 mod transport;
 
 pub use novita_core::policy::catalog::{Class, Entry, Escalation, RateLimit};
-pub use novita_core::policy::{Action, BreakerState, Cause, GiveUp, PolicyConfig, Stop, Transport};
+pub use novita_core::policy::{
+    Action, BreakerState, Cause, GiveUp, PolicyConfig, Stop, Transport, WhenOpen,
+};
 pub use novita_core::wire::{ChatChunk, ChatCompletion, ChatRequest, Message, Model};
 pub use novita_core::{Answer, Error, ErrorKind, KeySource, Report, Timeouts};
 pub use stream::ChatStream;
@@ -111,7 +113,7 @@ impl Client {
     /// The pacing interval imposed on calls to `model` (zero when not paced).
     #[must_use]
     pub fn pacing(&self, model: &str) -> Duration {
-        self.core.pacing(model)
+        self.core.pacing(model, self.core.now())
     }
 }
 

@@ -163,10 +163,16 @@ impl ClientCore {
         self.lock().state.breaker(model, now)
     }
 
-    /// The pacing interval imposed on calls to `model` (zero when not paced).
+    /// The interval between call starts imposed on `model` at `now` (zero when not paced).
     #[must_use]
-    pub fn pacing(&self, model: &str) -> Duration {
-        self.lock().state.pacing_interval(model)
+    pub fn pacing(&self, model: &str, now: Duration) -> Duration {
+        self.lock().state.pacing_interval(model, now)
+    }
+
+    /// The calls held behind `model`'s open circuit breaker.
+    #[must_use]
+    pub fn held(&self, model: &str) -> usize {
+        self.lock().state.held(model)
     }
 
     /// The shared state. It stays consistent even if a thread panicked while holding the

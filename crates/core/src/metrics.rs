@@ -209,7 +209,7 @@ pub fn decided(
     gauge!(RETRY_BUDGET_TOKENS).set(f64::from(state.budget().tokens()));
     breaker(state, model, now);
     gauge!(PACING_INTERVAL_SECONDS, "model" => model.to_owned())
-        .set(state.pacing_interval(model).as_secs_f64());
+        .set(state.pacing_interval(model, now).as_secs_f64());
 }
 
 /// Records what [`Policy::admit`](novita_policy::Policy::admit) answered for `model` at `now`: a
@@ -517,7 +517,7 @@ mod tests {
     }
 
     #[test]
-    fn a_second_429_escalates_to_pacing_and_shows_the_interval() {
+    fn a_429_without_a_hint_escalates_to_pacing_and_shows_the_interval() {
         let policy = Policy::default();
         let mut state = policy.client_state();
         let mut call = policy.start_call(Duration::ZERO, Delivery::Buffered, 1);
@@ -526,7 +526,12 @@ mod tests {
             headers: &novita_policy::NO_HEADERS,
             body: b"",
         };
-        let _ = policy.decide(&mut state, &mut call, MODEL, &outcome, clock(1), Draw::HALF);
+        let start = Duration::from_secs(1);
+        assert_eq!(
+            policy.admit(&mut state, &mut call, MODEL, start),
+            Admission::Send
+        );
+        let mut interval = Duration::ZERO;
         let recorded = record(|| {
             let decision = decide(&policy, &mut state, &mut call, &outcome, 2);
             assert!(
@@ -541,14 +546,16 @@ mod tests {
             );
             // The retry takes the model's slot; a second call must wait one interval.
             let now = Duration::from_secs(2);
+            interval = state.pacing_interval(MODEL, now);
             let admission = policy.admit(&mut state, &mut call, MODEL, now);
             assert_eq!(admission, Admission::Send);
             admitted(&state, MODEL, &admission, now);
             let mut other = policy.start_call(now, Delivery::Buffered, 1);
             let admission = policy.admit(&mut state, &mut other, MODEL, now);
-            assert_eq!(admission, Admission::Wait(Duration::from_millis(200)));
+            assert_eq!(admission, Admission::Wait(interval));
             admitted(&state, MODEL, &admission, now);
         });
+        assert!(interval > Duration::ZERO);
 
         let throttled = [("model", MODEL), ("limit", "unknown")];
         assert_eq!(counter(&recorded, THROTTLED_TOTAL, &throttled), 1);
@@ -556,10 +563,13 @@ mod tests {
         assert_eq!(counter(&recorded, ESCALATIONS_TOTAL, &escalations), 1);
         assert_eq!(
             gauge(&recorded, PACING_INTERVAL_SECONDS, &[("model", MODEL)]),
-            0.2
+            interval.as_secs_f64()
         );
         let pacing = [("model", MODEL), ("kind", "pacing")];
-        assert_eq!(histogram(&recorded, WAIT_SECONDS, &pacing), [0.2]);
+        assert_eq!(
+            histogram(&recorded, WAIT_SECONDS, &pacing),
+            [interval.as_secs_f64()]
+        );
     }
 
     #[test]
@@ -596,10 +606,11 @@ mod tests {
             &[("model", MODEL), ("kind", "backoff")],
         );
         assert_eq!(waits.len(), 1);
+        let timeout_cost = f64::from(policy.config().budget.timeout_cost);
         assert_eq!(
             gauge(&recorded, RETRY_BUDGET_TOKENS, &[]),
-            490.0,
-            "a timeout costs 10"
+            500.0 - timeout_cost,
+            "a timeout costs its own price"
         );
         assert!(!names(&recorded).contains(&RETRIES_TOTAL));
     }
@@ -639,7 +650,9 @@ mod tests {
 
     #[test]
     fn transport_failures_and_rejections_have_their_own_classes() {
-        let policy = Policy::default();
+        let mut config = novita_policy::PolicyConfig::default();
+        config.breaker.when_open = novita_policy::WhenOpen::FailFast;
+        let policy = Policy::new(config);
         let mut state = policy.client_state();
         let mut call = policy.start_call(Duration::ZERO, Delivery::Buffered, 1);
         let recorded = record(|| {

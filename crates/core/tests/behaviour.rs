@@ -16,7 +16,8 @@ use std::time::{Duration, SystemTime};
 
 use novita_core::policy::catalog::{Escalation, RateLimit};
 use novita_core::policy::{
-    BreakerState, Clock, Delivery, GiveUp, Jitter, PolicyConfig, Stop, Transport,
+    BreakerState, Clock, Delivery, GiveUp, Jitter, NO_HEADERS, PolicyConfig, Stop, Transport,
+    WhenOpen,
 };
 use novita_core::wire::ChatRequest;
 use novita_core::{
@@ -729,8 +730,9 @@ fn row_429_repeated_slows_down_then_advises_a_higher_limit() {
     // Backoff of a millisecond, so that any longer gap between attempts is pacing.
     let mut config = PolicyConfig::default();
     config.backoff.base = ms(1);
+    config.backoff.throttled_base = ms(1);
+    config.backoff.timeout_base = ms(1);
     config.backoff.cap = ms(1);
-    let pacing = config.pacing;
     let mut h = Harness::with(config, &[]);
     let throttled = || novita(429, "RATE_LIMIT_EXCEEDED", "too many requests");
     let trace = h.call(chat(MODEL), |_| throttled());
@@ -742,18 +744,19 @@ fn row_429_repeated_slows_down_then_advises_a_higher_limit() {
     assert!(give_up.advice.contains(&Escalation::ReduceRate));
     assert!(give_up.advice.contains(&Escalation::RequestHigherLimit));
 
-    // The client paces the model after `after_throttles` 429s, slowing down each time.
-    let interval = h.core.pacing(MODEL);
+    // Every 429 here answers an attempt sent after the last cut, so each is a congestion
+    // event of its own: the rate falls each time and the attempts spread out.
+    let interval = h.core.pacing(MODEL, h.now);
     assert!(interval > Duration::ZERO, "pacing engaged");
     let gaps = trace.gaps();
     assert!(
-        gaps[..2].iter().all(|gap| *gap <= ms(1)),
-        "not paced before the second 429: {gaps:?}"
+        gaps[0] <= ms(1),
+        "the first retry is not paced yet: {gaps:?}"
     );
-    assert!(gaps[2] >= pacing.initial_interval, "{gaps:?}");
+    assert!(gaps[1] >= ms(500), "paced after the first cut: {gaps:?}");
     assert!(
-        gaps[3] >= pacing.initial_interval.mul_f64(pacing.slowdown),
-        "{gaps:?}"
+        gaps.windows(2).skip(1).all(|pair| pair[1] >= pair[0]),
+        "each cut slows the pace further: {gaps:?}"
     );
     assert!(
         trace.waits.len() > gaps.len(),
@@ -761,7 +764,7 @@ fn row_429_repeated_slows_down_then_advises_a_higher_limit() {
         trace.waits
     );
 
-    // The next call to the model is paced too, and a success eases the pace.
+    // The next call to the model is paced too, and the rate grows back with time.
     let next = h.call(chat(MODEL), |_| ok());
     let first_wait = next.waits.first().copied().unwrap_or_default();
     assert!(
@@ -770,9 +773,65 @@ fn row_429_repeated_slows_down_then_advises_a_higher_limit() {
         next.waits
     );
     assert_eq!(next.attempts[0].at - next.started, first_wait);
-    assert!(h.core.pacing(MODEL) < interval);
+    assert!(h.core.pacing(MODEL, h.now + secs(5)) < interval);
     // Another model is not paced.
-    assert_eq!(h.core.pacing(FALLBACK), Duration::ZERO);
+    assert_eq!(h.core.pacing(FALLBACK, h.now), Duration::ZERO);
+}
+
+#[test]
+fn row_429_a_burst_of_concurrent_429s_slows_down_once() {
+    let mut h = Harness::new();
+    // Sixteen calls go out together, as the first of a busy second.
+    let mut calls: Vec<CallDriver> = (0..16).map(|_| h.start(chat(MODEL))).collect();
+    for call in &mut calls {
+        let _ = h.send(call);
+    }
+    h.advance(ms(20));
+    let clock = h.clock();
+    let throttled = novita(429, "RATE_LIMIT_EXCEEDED", "too many requests");
+    let ReplyKind::Status { body, .. } = &throttled.kind else {
+        unreachable!()
+    };
+    calls[0].handle_response(429, &NO_HEADERS, body.as_bytes(), clock);
+    let after_one = h.core.pacing(MODEL, h.now);
+    for call in &mut calls[1..] {
+        call.handle_response(429, &NO_HEADERS, body.as_bytes(), clock);
+    }
+    assert!(after_one > Duration::ZERO);
+    assert_eq!(
+        h.core.pacing(MODEL, h.now),
+        after_one,
+        "the other fifteen 429s belong to the same congestion event"
+    );
+    // Sixteen calls in the first half second is 32 a second; cut to 70 %.
+    let rate = 1.0 / after_one.as_secs_f64();
+    assert!((rate - 22.4).abs() < 0.5, "{rate} calls a second");
+}
+
+#[test]
+fn row_429_a_zero_or_past_hint_means_the_clients_own_backoff() {
+    let mut config = PolicyConfig::default();
+    config.backoff.jitter = Jitter::None;
+    for hint in [
+        ("retry-after", "0"),
+        ("retry-after-ms", "0"),
+        ("retry-after", "Thu, 01 Jan 1970 00:00:00 GMT"),
+    ] {
+        let mut h = Harness::with(config.clone(), &[]);
+        let mut first = true;
+        let trace = h.call(chat(MODEL), |_| {
+            if std::mem::take(&mut first) {
+                status(429, "").header(hint.0, hint.1)
+            } else {
+                ok()
+            }
+        });
+        assert_eq!(
+            trace.gaps(),
+            [config.backoff.throttled_base],
+            "{hint:?} waits the throttled backoff, not zero"
+        );
+    }
 }
 
 #[test]
@@ -919,11 +978,11 @@ fn row_503_outage_is_bounded_by_the_budget() {
         assert_eq!(trace.error().kind(), ErrorKind::Unavailable);
         last = Some(trace);
     }
-    let most = config.budget.capacity / config.budget.retry_cost;
+    let most = config.budget.capacity / config.budget.transient_cost;
     assert!(retries > 0, "the budget allowed some retries");
     assert!(retries <= most, "{retries} retries, budget allows {most}");
     assert!(
-        h.core.retry_budget() < config.budget.retry_cost,
+        h.core.retry_budget() < config.budget.transient_cost,
         "the outage drained the budget"
     );
     let last = last.unwrap();
@@ -933,8 +992,9 @@ fn row_503_outage_is_bounded_by_the_budget() {
 
 #[test]
 fn row_503_breaker_opens_and_fails_fast_then_probes() {
-    let config = PolicyConfig::default();
-    let mut h = Harness::new();
+    let mut config = PolicyConfig::default();
+    config.breaker.when_open = WhenOpen::FailFast;
+    let mut h = Harness::with(config.clone(), &[]);
     let first = h.call(chat(MODEL), |_| status(503, ""));
     assert_eq!(first.give_up().stop, Stop::AttemptsExhausted);
     assert_eq!(first.attempts.len() as u32, config.attempts.transient);
@@ -1009,7 +1069,8 @@ fn row_504_on_a_buffered_call_switches_to_streaming_once() {
     let deliveries = trace.deliveries();
     assert_eq!(
         deliveries.len() as u32,
-        PolicyConfig::default().attempts.transient
+        PolicyConfig::default().attempts.transient + 1,
+        "the buffered 504 does not count against the streamed attempts"
     );
     assert_eq!(deliveries[0], Delivery::Buffered);
     assert!(
@@ -1166,8 +1227,10 @@ fn a_timeout_costs_more_budget_than_a_retry() {
     let mut call = h.start(chat_stream(FALLBACK));
     let _ = h.send(&mut call);
     call.handle_transport(Transport::Reset, None, h.clock());
-    assert_eq!(full - after_timeout, 10);
-    assert_eq!(after_timeout - h.core.retry_budget(), 5);
+    let budget = PolicyConfig::default().budget;
+    assert_eq!(full - after_timeout, budget.timeout_cost);
+    assert_eq!(after_timeout - h.core.retry_budget(), budget.transient_cost);
+    assert!(budget.timeout_cost > budget.transient_cost);
 }
 
 #[test]
@@ -1185,7 +1248,11 @@ fn success_refunds_the_last_retry() {
         }
     });
     assert_eq!(trace.report().attempts, 2);
-    assert_eq!(during, Some(full - 5), "the retry was paid for");
+    assert_eq!(
+        during,
+        Some(full - PolicyConfig::default().budget.transient_cost),
+        "the retry was paid for"
+    );
     assert_eq!(h.core.retry_budget(), full, "and refunded on success");
 }
 
@@ -1257,4 +1324,161 @@ fn give_ups_read_as_advice() {
         "{full}"
     );
     assert!(full.contains("\n  - Check the base URL"), "{full}");
+}
+
+/// What calls run together came to: each call's result, and every attempt as (call, time
+/// sent), in order.
+type Together = (Vec<Result<Report, Error>>, Vec<(usize, Duration)>);
+
+/// Drives `calls` together on the harness's clock until every one has ended, answering
+/// each attempt with `serve(attempt, now)`.
+fn run_together(
+    h: &mut Harness,
+    mut calls: Vec<CallDriver>,
+    mut serve: impl FnMut(&Attempt, Duration) -> Reply,
+) -> Together {
+    let mut results: Vec<Option<Result<Report, Error>>> = calls.iter().map(|_| None).collect();
+    let mut wake: Vec<Duration> = vec![h.now; calls.len()];
+    let mut sent = Vec::new();
+    for _ in 0..100_000 {
+        let Some(next) = (0..calls.len())
+            .filter(|&i| results[i].is_none())
+            .min_by_key(|&i| (wake[i], i))
+        else {
+            return (results.into_iter().map(Option::unwrap).collect(), sent);
+        };
+        if wake[next] > h.now {
+            let by = wake[next] - h.now;
+            h.advance(by);
+        }
+        match calls[next].poll(h.now) {
+            Poll::Send(attempt) => {
+                sent.push((next, h.now));
+                let reply = serve(&attempt, h.now);
+                let clock = h.clock();
+                match reply.kind {
+                    ReplyKind::Status { status, .. } if status < 400 => {
+                        results[next] = Some(Ok(calls[next].handle_success(status, clock)));
+                    }
+                    ReplyKind::Status {
+                        status,
+                        headers,
+                        body,
+                    } => calls[next].handle_response(status, &headers, body.as_bytes(), clock),
+                    ReplyKind::Transport(failure) => {
+                        calls[next].handle_transport(failure, None, clock);
+                    }
+                }
+            }
+            Poll::Wait(wait) => {
+                assert!(!wait.is_zero(), "a zero wait would spin the adapter");
+                wake[next] = h.now + wait;
+            }
+            Poll::Failed(error) => results[next] = Some(Err(error)),
+        }
+    }
+    panic!("the calls did not end");
+}
+
+#[test]
+fn row_503_an_open_breaker_holds_calls_through_an_outage_then_releases_them_in_order() {
+    let mut h = Harness::new();
+    let outage_ends = h.now + secs(20);
+    let calls: Vec<CallDriver> = (0..16).map(|_| h.start(chat(MODEL))).collect();
+    let mut outage_requests = 0;
+    let (results, sent) = run_together(&mut h, calls, |_, now| {
+        if now < outage_ends {
+            outage_requests += 1;
+            status(503, "")
+        } else {
+            ok()
+        }
+    });
+    assert!(
+        results.iter().all(Result::is_ok),
+        "every call rides out a 20 s outage within its deadline: {results:?}"
+    );
+    assert!(
+        outage_requests <= 16 + 10,
+        "the breaker keeps the outage from multiplying load: {outage_requests} requests"
+    );
+    // Probes back off: the open periods grow.
+    let during: Vec<Duration> = sent
+        .iter()
+        .map(|(_, at)| *at)
+        .filter(|at| *at < outage_ends)
+        .collect();
+    let probe_gaps: Vec<Duration> = during
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .rev()
+        .take(3)
+        .collect();
+    assert!(
+        probe_gaps[0] > probe_gaps[2],
+        "probes back off: {probe_gaps:?}"
+    );
+    // After the probe succeeds, the held calls go out paced and first come first served.
+    let released: Vec<(usize, Duration)> = sent
+        .iter()
+        .copied()
+        .filter(|(_, at)| *at >= outage_ends)
+        .collect();
+    assert_eq!(released.len(), 16);
+    let spread = released.last().unwrap().1 - released[1].1;
+    assert!(spread >= ms(500), "not a herd: {released:?}");
+    assert_eq!(h.core.held(MODEL), 0);
+}
+
+#[test]
+fn row_503_a_held_call_never_waits_past_its_deadline() {
+    let mut config = PolicyConfig::default();
+    config.deadline = Some(secs(5));
+    let mut h = Harness::with(config, &[]);
+    let trace = h.call(chat(MODEL), |_| status(503, ""));
+    let first = trace.give_up();
+    assert!(trace.started + secs(5) >= h.now, "{first}");
+    let held = h.call(chat(MODEL), |_| status(503, ""));
+    let give_up = held.give_up();
+    assert_eq!(held.error().kind(), ErrorKind::Unavailable);
+    assert!(give_up.elapsed <= secs(5), "{give_up}");
+}
+
+#[test]
+fn row_504_concurrent_timeouts_never_close_the_streaming_path() {
+    let mut h = Harness::new();
+    let calls: Vec<CallDriver> = (0..16).map(|_| h.start(chat(MODEL))).collect();
+    let (results, _) = run_together(&mut h, calls, |attempt, _| match attempt.delivery {
+        Delivery::Buffered => status(504, ""),
+        Delivery::Streamed => ok(),
+    });
+    for result in &results {
+        let report = result.as_ref().expect("every call answers by streaming");
+        assert!(report.switched_to_streaming);
+        assert_eq!(report.model, MODEL, "no fallback was needed");
+    }
+    assert_eq!(h.core.breaker(MODEL, h.now), BreakerState::Closed);
+}
+
+#[test]
+fn row_500_maintenance_sends_later_calls_straight_to_the_fallback() {
+    let mut h = Harness::with(PolicyConfig::default(), &[FALLBACK]);
+    let serve = |sent: &Sent| {
+        if sent.model == MODEL {
+            novita(500, "MODEL_NOT_AVAILABLE", "model under maintenance")
+        } else {
+            ok()
+        }
+    };
+    let first = h.call(chat(MODEL), serve);
+    assert_eq!(first.models(), [MODEL, FALLBACK]);
+    let second = h.call(chat(MODEL), serve);
+    assert_eq!(second.models(), [FALLBACK], "the primary is passed over");
+    assert_eq!(second.report().fell_back_from.as_deref(), Some(MODEL));
+    // After the maintenance window one call probes the primary again.
+    h.advance(PolicyConfig::default().breaker.maintenance_for);
+    let probe = h.call(chat(MODEL), |_| ok());
+    assert_eq!(probe.models(), [MODEL]);
+    let after = h.call(chat(MODEL), |_| ok());
+    assert_eq!(after.models(), [MODEL]);
 }

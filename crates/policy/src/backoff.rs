@@ -27,14 +27,38 @@ pub enum Jitter {
     Decorrelated,
 }
 
+/// What kind of failure a retry answers; retries of each kind cost and wait differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RetryKind {
+    /// A 429: the client is over a limit.
+    Throttled,
+    /// Overload or a server fault (500, 503, other 5xx) or a failed connection.
+    Transient,
+    /// A timeout: a 504, or no answer within the client's timeout.
+    Timeout,
+}
+
 /// The backoff schedule for retries without a server hint.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Backoff {
-    /// The delay before the first retry, before jitter. Default 500 ms: long enough for a
-    /// shed request to clear a queue, short enough not to be noticed once.
+    /// The delay before the first retry of a transient failure (503, 500, a refused
+    /// connection), before jitter. Default 100 ms: with full jitter half the retries go out
+    /// within 50 ms, so a random failure costs the caller little (AWS's standard mode uses
+    /// 50 ms); the retry budget, not the delay, is what keeps an outage from multiplying
+    /// load. Tuned with `novita simulate`: see docs/BENCHMARKS.md.
     #[serde(with = "humantime_serde")]
     pub base: Duration,
+    /// The delay before the first retry of a 429 that carries no hint. Default 1 s, as in
+    /// AWS's standard mode: a limit that is hit does not clear in milliseconds.
+    #[serde(with = "humantime_serde")]
+    pub throttled_base: Duration,
+    /// The delay before the first retry after a timeout. Default 500 ms: the request held
+    /// a server slot for the whole timeout, and the retry may be the switch to streaming.
+    #[serde(with = "humantime_serde")]
+    pub timeout_base: Duration,
     /// The largest delay, before jitter. Default 20 s: beyond that a caller is better
     /// served by a give-up with advice than by a longer wait.
     #[serde(with = "humantime_serde")]
@@ -48,7 +72,9 @@ pub struct Backoff {
 impl Default for Backoff {
     fn default() -> Self {
         Self {
-            base: Duration::from_millis(500),
+            base: Duration::from_millis(100),
+            throttled_base: Duration::from_secs(1),
+            timeout_base: Duration::from_millis(500),
             cap: Duration::from_secs(20),
             multiplier: 2.0,
             jitter: Jitter::Full,
@@ -57,12 +83,36 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    /// The delay before retry number `retry` (1 for the first retry), given the previous
-    /// delay (used by decorrelated jitter) and a random draw. Never above `cap`.
+    /// The first delay for retries of `kind`, before jitter.
+    #[must_use]
+    pub fn base_for(&self, kind: RetryKind) -> Duration {
+        match kind {
+            RetryKind::Throttled => self.throttled_base,
+            RetryKind::Transient => self.base,
+            RetryKind::Timeout => self.timeout_base,
+        }
+    }
+
+    /// The delay before retry number `retry` (1 for the first retry) of a transient
+    /// failure; see [`delay_for`](Self::delay_for).
     #[must_use]
     pub fn delay(&self, retry: u32, previous: Duration, draw: Draw) -> Duration {
+        self.delay_for(RetryKind::Transient, retry, previous, draw)
+    }
+
+    /// The delay before retry number `retry` (1 for the first retry) of a failure of
+    /// `kind`, given the previous delay (used by decorrelated jitter) and a random draw.
+    /// Never above `cap`.
+    #[must_use]
+    pub fn delay_for(
+        &self,
+        kind: RetryKind,
+        retry: u32,
+        previous: Duration,
+        draw: Draw,
+    ) -> Duration {
         let cap = self.cap.as_secs_f64();
-        let base = self.base.as_secs_f64().min(cap);
+        let base = self.base_for(kind).as_secs_f64().min(cap);
         let exponent = i32::try_from(retry.saturating_sub(1)).unwrap_or(i32::MAX);
         let exponential = (base * self.multiplier.powi(exponent)).min(cap);
         let exponential = if exponential.is_finite() {
@@ -80,7 +130,9 @@ impl Backoff {
                 (base + (upper - base) * r).min(cap)
             }
         };
-        Duration::from_secs_f64(seconds.clamp(0.0, cap)).min(self.cap)
+        Duration::try_from_secs_f64(seconds.clamp(0.0, cap))
+            .unwrap_or(self.cap)
+            .min(self.cap)
     }
 }
 
@@ -94,6 +146,7 @@ mod tests {
             cap: Duration::from_secs(10),
             multiplier: 2.0,
             jitter,
+            ..Backoff::default()
         }
     }
 

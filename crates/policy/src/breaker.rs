@@ -1,14 +1,29 @@
 //! A circuit breaker per model (or endpoint), driven entirely by the caller's `now`.
 //!
-//! Closed: calls flow; consecutive failures are counted. Open: calls fail fast (or go to a
-//! fallback model) until `open_for` has passed. Half-open: one probe call is let through;
-//! its success closes the breaker, its failure opens it again. A probe that never reports
-//! back (its call was dropped) is assumed lost after `open_for`, so the breaker cannot
-//! stick half-open.
+//! Closed: calls flow; consecutive failures are counted. Open: no call goes to the model
+//! until the open period has passed; calls move to a fallback model, or wait behind the
+//! probe (the default, [`WhenOpen::Hold`]), or fail fast ([`WhenOpen::FailFast`]).
+//! Half-open: one probe call is let through; its success closes the breaker, its failure
+//! opens it again for twice as long as before (up to `max_open_for`), so probes back off
+//! through a long outage. A probe that never reports back (its call was dropped) is
+//! assumed lost after `max_open_for`, so the breaker cannot stick half-open.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+/// What an open breaker does with calls that have no fallback model left.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum WhenOpen {
+    /// Hold them, first come first served, until a probe finds the model healthy or their
+    /// deadline would pass: a call rides out an outage shorter than its deadline.
+    #[default]
+    Hold,
+    /// Fail them at once, without sending.
+    FailFast,
+}
 
 /// Settings of every circuit breaker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,17 +35,34 @@ pub struct BreakerConfig {
     /// (so a flaky but working model stays reachable), and an outage reaches it within
     /// a call or two.
     pub failure_threshold: u32,
-    /// How long an open breaker fails fast before letting a probe through. Default 15 s:
-    /// a few probes a minute during an outage, and little lost time after recovery.
+    /// How long the breaker stays open before its first probe. Default 2 s: a short outage
+    /// costs callers little.
     #[serde(with = "humantime_serde")]
     pub open_for: Duration,
+    /// The longest open period: each failed probe doubles the period up to this. Default
+    /// 16 s: about four probes a minute through a long outage.
+    #[serde(with = "humantime_serde")]
+    pub max_open_for: Duration,
+    /// What happens to calls with no fallback model while the breaker is open. Default
+    /// `hold`.
+    pub when_open: WhenOpen,
+    /// The most calls one client holds per model; more fail fast. Default 1000.
+    pub max_held: u32,
+    /// How long a model that answers `MODEL_NOT_AVAILABLE` (maintenance) is passed over
+    /// for calls that have a fallback model, before one call probes it again. Default 60 s.
+    #[serde(with = "humantime_serde")]
+    pub maintenance_for: Duration,
 }
 
 impl Default for BreakerConfig {
     fn default() -> Self {
         Self {
             failure_threshold: 10,
-            open_for: Duration::from_secs(15),
+            open_for: Duration::from_secs(2),
+            max_open_for: Duration::from_secs(16),
+            when_open: WhenOpen::Hold,
+            max_held: 1000,
+            maintenance_for: Duration::from_secs(60),
         }
     }
 }
@@ -41,7 +73,7 @@ impl Default for BreakerConfig {
 pub enum BreakerState {
     /// Calls flow.
     Closed,
-    /// Calls fail fast until the given instant (on the caller's clock).
+    /// No call goes to the model until the given instant (on the caller's clock).
     Open {
         /// When a probe may go through.
         until: Duration,
@@ -54,7 +86,9 @@ pub enum BreakerState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Breaker {
     consecutive_failures: u32,
-    opened_at: Option<Duration>,
+    open_until: Option<Duration>,
+    /// How long the breaker was last open; a failed probe doubles it.
+    open_period: Duration,
     probe_since: Option<Duration>,
 }
 
@@ -70,24 +104,30 @@ impl Breaker {
     pub const fn new() -> Self {
         Self {
             consecutive_failures: 0,
-            opened_at: None,
+            open_until: None,
+            open_period: Duration::ZERO,
             probe_since: None,
         }
     }
 
     /// Where the breaker stands at `now`.
     #[must_use]
-    pub fn state(&self, now: Duration, config: &BreakerConfig) -> BreakerState {
-        match self.opened_at {
+    pub fn state(&self, now: Duration, _config: &BreakerConfig) -> BreakerState {
+        match self.open_until {
             None => BreakerState::Closed,
-            Some(opened) => {
-                let until = opened.saturating_add(config.open_for);
-                if now < until {
-                    BreakerState::Open { until }
-                } else {
-                    BreakerState::HalfOpen
-                }
-            }
+            Some(until) if now < until => BreakerState::Open { until },
+            Some(_) => BreakerState::HalfOpen,
+        }
+    }
+
+    /// Whether a call may go through at `now`, without claiming anything: closed, or
+    /// half-open with no probe out.
+    #[must_use]
+    pub fn would_pass(&self, now: Duration, config: &BreakerConfig) -> bool {
+        match self.state(now, config) {
+            BreakerState::Closed => true,
+            BreakerState::Open { .. } => false,
+            BreakerState::HalfOpen => self.probe_lost(now, config),
         }
     }
 
@@ -97,34 +137,87 @@ impl Breaker {
             BreakerState::Closed => true,
             BreakerState::Open { .. } => false,
             BreakerState::HalfOpen => {
-                let probe_lost = self
-                    .probe_since
-                    .is_none_or(|since| now >= since.saturating_add(config.open_for));
-                if probe_lost {
+                let free = self.probe_lost(now, config);
+                if free {
                     self.probe_since = Some(now);
                 }
-                probe_lost
+                free
             }
         }
     }
 
-    /// Records a call that reached a healthy server: closes the breaker.
-    pub fn on_success(&mut self) {
+    fn probe_lost(&self, now: Duration, config: &BreakerConfig) -> bool {
+        self.probe_since
+            .is_none_or(|since| now >= since.saturating_add(config.max_open_for))
+    }
+
+    /// Records a call that reached a healthy server: closes the breaker. Returns `true`
+    /// when the breaker was open or half-open, so the caller can release held calls.
+    pub fn on_success(&mut self) -> bool {
+        let recovered = self.open_until.is_some();
         *self = Self::new();
+        recovered
     }
 
     /// Records a failure at `now`; returns `true` if this failure opened the breaker.
     pub fn on_failure(&mut self, now: Duration, config: &BreakerConfig) -> bool {
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-        let reopen = self.probe_since.is_some();
-        if reopen
-            || (self.opened_at.is_none() && self.consecutive_failures >= config.failure_threshold)
-        {
-            self.opened_at = Some(now);
-            self.probe_since = None;
+        if self.probe_since.is_some() {
+            // The probe failed: open again, for twice as long.
+            let period = self.open_period.saturating_mul(2).min(config.max_open_for);
+            self.open(now, period.max(config.open_for.min(config.max_open_for)));
+            return true;
+        }
+        if self.open_until.is_none() && self.consecutive_failures >= config.failure_threshold {
+            self.open(now, config.open_for.min(config.max_open_for));
             return true;
         }
         false
+    }
+
+    fn open(&mut self, now: Duration, period: Duration) {
+        self.open_until = Some(now.saturating_add(period));
+        self.open_period = period;
+        self.probe_since = None;
+    }
+}
+
+/// A model in maintenance: passed over by calls that can fall back, until one call probes
+/// it again after `maintenance_for`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Maintenance {
+    until: Option<Duration>,
+    probe_since: Option<Duration>,
+}
+
+impl Maintenance {
+    /// Marks the model unavailable from `now` for `config.maintenance_for`.
+    pub(crate) fn mark(&mut self, now: Duration, config: &BreakerConfig) {
+        self.until = Some(now.saturating_add(config.maintenance_for));
+        self.probe_since = None;
+    }
+
+    /// Whether a call that can fall back should skip the model at `now`; the first call
+    /// after the mark expires is let through as the probe (and claims it).
+    pub(crate) fn skip(&mut self, now: Duration, config: &BreakerConfig) -> bool {
+        let Some(until) = self.until else {
+            return false;
+        };
+        if now < until {
+            return true;
+        }
+        let probe_out = self
+            .probe_since
+            .is_some_and(|since| now < since.saturating_add(config.maintenance_for));
+        if !probe_out {
+            self.probe_since = Some(now);
+        }
+        probe_out
+    }
+
+    /// The model answered: the maintenance is over.
+    pub(crate) fn clear(&mut self) {
+        *self = Self::default();
     }
 }
 
@@ -135,6 +228,10 @@ mod tests {
     const CONFIG: BreakerConfig = BreakerConfig {
         failure_threshold: 3,
         open_for: Duration::from_secs(10),
+        max_open_for: Duration::from_secs(40),
+        when_open: WhenOpen::Hold,
+        max_held: 10,
+        maintenance_for: Duration::from_secs(60),
     };
 
     fn at(secs: u64) -> Duration {
@@ -178,8 +275,22 @@ mod tests {
         assert!(breaker.on_failure(at(12), &CONFIG));
         assert_eq!(
             breaker.state(at(13), &CONFIG),
-            BreakerState::Open { until: at(22) }
+            BreakerState::Open { until: at(32) },
+            "the second period is twice the first"
         );
+        assert!(breaker.try_pass(at(32), &CONFIG));
+        assert!(breaker.on_failure(at(32), &CONFIG));
+        assert!(
+            breaker.try_pass(at(72), &CONFIG),
+            "40 s: the longest period"
+        );
+        assert!(breaker.on_failure(at(72), &CONFIG));
+        assert_eq!(
+            breaker.state(at(73), &CONFIG),
+            BreakerState::Open { until: at(112) }
+        );
+        assert!(breaker.on_success(), "a success after opening recovers");
+        assert!(!breaker.on_success());
     }
 
     #[test]
@@ -189,9 +300,10 @@ mod tests {
             breaker.on_failure(at(second), &CONFIG);
         }
         assert!(breaker.try_pass(at(12), &CONFIG));
-        assert!(!breaker.try_pass(at(21), &CONFIG));
+        assert!(!breaker.would_pass(at(51), &CONFIG));
+        assert!(!breaker.try_pass(at(51), &CONFIG));
         assert!(
-            breaker.try_pass(at(22), &CONFIG),
+            breaker.try_pass(at(52), &CONFIG),
             "the first probe never reported back"
         );
     }
@@ -204,5 +316,17 @@ mod tests {
         breaker.on_success();
         assert!(!breaker.on_failure(at(1), &CONFIG));
         assert_eq!(breaker.state(at(1), &CONFIG), BreakerState::Closed);
+    }
+
+    #[test]
+    fn maintenance_skips_the_model_then_lets_one_probe_through() {
+        let mut maintenance = Maintenance::default();
+        assert!(!maintenance.skip(at(0), &CONFIG));
+        maintenance.mark(at(0), &CONFIG);
+        assert!(maintenance.skip(at(59), &CONFIG));
+        assert!(!maintenance.skip(at(60), &CONFIG), "the probe");
+        assert!(maintenance.skip(at(61), &CONFIG), "one probe at a time");
+        maintenance.clear();
+        assert!(!maintenance.skip(at(61), &CONFIG));
     }
 }

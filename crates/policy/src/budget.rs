@@ -15,11 +15,19 @@ use serde::{Deserialize, Serialize};
 #[non_exhaustive]
 pub struct BudgetConfig {
     /// Tokens in a full bucket; a new client starts full. Default 500 (with the default
-    /// costs: 100 ordinary retries in a row before retries stop).
+    /// costs: about 35 transient retries in a row before retries stop).
     pub capacity: u32,
-    /// Tokens one retry costs. Default 5.
-    pub retry_cost: u32,
-    /// Tokens one retry after a timeout costs. Default 10.
+    /// Tokens one retry of a 429 costs. Default 5, as in AWS's standard mode: throttling
+    /// retries wait for the server's word or a long backoff, so they add little load.
+    pub throttled_cost: u32,
+    /// Tokens one retry of a transient failure (503, 500, a refused connection) costs.
+    /// Default 14, as in AWS's standard mode: in an outage these are the retries that
+    /// multiply load, so they drain the budget fastest.
+    #[serde(alias = "retry_cost")]
+    pub transient_cost: u32,
+    /// Tokens one retry after a timeout costs. Default 20: a timeout held a server slot for
+    /// the longest, so it weighs more than any other retry (AWS's earlier standard mode
+    /// charged a timeout twice an ordinary retry).
     pub timeout_cost: u32,
     /// Tokens a call that succeeded without retrying deposits. Default 1.
     pub success_deposit: u32,
@@ -29,8 +37,9 @@ impl Default for BudgetConfig {
     fn default() -> Self {
         Self {
             capacity: 500,
-            retry_cost: 5,
-            timeout_cost: 10,
+            throttled_cost: 5,
+            transient_cost: 14,
+            timeout_cost: 20,
             success_deposit: 1,
         }
     }
@@ -41,6 +50,18 @@ impl Default for BudgetConfig {
 pub struct RetryBudget {
     config: BudgetConfig,
     tokens: u32,
+}
+
+impl BudgetConfig {
+    /// What one retry of `kind` costs.
+    #[must_use]
+    pub fn cost(&self, kind: crate::RetryKind) -> u32 {
+        match kind {
+            crate::RetryKind::Throttled => self.throttled_cost,
+            crate::RetryKind::Transient => self.transient_cost,
+            crate::RetryKind::Timeout => self.timeout_cost,
+        }
+    }
 }
 
 impl RetryBudget {

@@ -14,28 +14,34 @@
 //! transport = 4
 //!
 //! [backoff]
-//! base = "500ms"
+//! base = "100ms"            # transient failures: 503, 500, refused connections
+//! throttled_base = "1s"     # 429s without a hint
+//! timeout_base = "500ms"    # 504s and client timeouts
 //! cap = "20s"
 //! multiplier = 2.0
 //! jitter = "full"     # none | full | equal | decorrelated
 //!
 //! [budget]
 //! capacity = 500
-//! retry_cost = 5
-//! timeout_cost = 10
+//! throttled_cost = 5
+//! transient_cost = 14
+//! timeout_cost = 20
 //! success_deposit = 1
 //!
 //! [breaker]
 //! failure_threshold = 10
-//! open_for = "15s"
+//! open_for = "2s"
+//! max_open_for = "16s"
+//! when_open = "hold"  # hold | fail_fast
+//! max_held = 1000
+//! maintenance_for = "60s"
 //!
-//! [pacing]
-//! after_throttles = 2
-//! initial_interval = "200ms"
-//! max_interval = "10s"
-//! slowdown = 2.0
-//! recovery = 0.9
-//! min_interval = "10ms"
+//! [pacing]            # congestion control after 429s without a hint
+//! decrease = 0.7
+//! cubic_scale = 0.4
+//! min_rate = 0.5
+//! release_rate = 10.0
+//! measure_window = "500ms"
 //! ```
 
 use std::time::Duration;
@@ -167,8 +173,12 @@ impl PolicyConfig {
     /// # Errors
     /// [`ConfigError::OutOfRange`] naming the first offending field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let checks: [(bool, &'static str, &'static str); 8] = [
+        let pacing = &self.pacing;
+        let budget = &self.budget;
+        let checks: [(bool, &'static str, &'static str); 11] = [
             (self.max_attempts >= 1, "max_attempts", "must be at least 1"),
+            // The throttled and timeout bases are clamped to the cap rather than checked
+            // against it, so lowering `cap` alone keeps working.
             (
                 self.backoff.base <= self.backoff.cap,
                 "backoff.base",
@@ -185,25 +195,46 @@ impl PolicyConfig {
                 "must be at least 1",
             ),
             (
-                self.pacing.slowdown.is_finite() && self.pacing.slowdown >= 1.0,
-                "pacing.slowdown",
-                "must be a finite number of at least 1",
+                self.breaker.open_for <= self.breaker.max_open_for,
+                "breaker.open_for",
+                "must not exceed breaker.max_open_for",
             ),
             (
-                self.pacing.recovery > 0.0 && self.pacing.recovery <= 1.0,
-                "pacing.recovery",
-                "must be above 0 and at most 1",
+                pacing.decrease > 0.0 && pacing.decrease < 1.0,
+                "pacing.decrease",
+                "must be above 0 and below 1",
             ),
             (
-                self.pacing.initial_interval <= self.pacing.max_interval,
-                "pacing.initial_interval",
-                "must not exceed pacing.max_interval",
+                pacing.cubic_scale.is_finite()
+                    && pacing.cubic_scale >= 1e-3
+                    && pacing.cubic_scale <= 1e3,
+                "pacing.cubic_scale",
+                "must be between 0.001 and 1000",
             ),
             (
-                self.budget.retry_cost <= self.budget.capacity
-                    && self.budget.timeout_cost <= self.budget.capacity,
-                "budget.retry_cost",
-                "and budget.timeout_cost must not exceed budget.capacity",
+                pacing.min_rate.is_finite() && pacing.min_rate >= 1e-3 && pacing.min_rate <= 1e6,
+                "pacing.min_rate",
+                "must be between 0.001 and 1000000 calls a second",
+            ),
+            (
+                pacing.release_rate.is_finite()
+                    && pacing.release_rate >= pacing.min_rate
+                    && pacing.release_rate <= 1e6,
+                "pacing.release_rate",
+                "must be at least pacing.min_rate and at most 1000000 calls a second",
+            ),
+            (
+                pacing.measure_window >= Duration::from_millis(10)
+                    && pacing.measure_window <= Duration::from_secs(60),
+                "pacing.measure_window",
+                "must be between 10 ms and 60 s",
+            ),
+            (
+                budget.throttled_cost <= budget.capacity
+                    && budget.transient_cost <= budget.capacity
+                    && budget.timeout_cost <= budget.capacity,
+                "budget.transient_cost",
+                "and budget.throttled_cost and budget.timeout_cost must not exceed budget.capacity",
             ),
         ];
         match checks.into_iter().find(|(ok, _, _)| !ok) {
@@ -260,9 +291,9 @@ mod tests {
             [budget]
             capacity = 50
             [breaker]
-            open_for = "1m"
+            open_for = "10s"
             [pacing]
-            recovery = 0.5
+            decrease = 0.5
             "#,
         )
         .unwrap();
@@ -278,8 +309,8 @@ mod tests {
         assert_eq!(config.backoff.base, Duration::from_millis(100));
         assert_eq!(config.backoff.jitter, Jitter::Decorrelated);
         assert_eq!(config.budget.capacity, 50);
-        assert_eq!(config.breaker.open_for, Duration::from_secs(60));
-        assert!((config.pacing.recovery - 0.5).abs() < f64::EPSILON);
+        assert_eq!(config.breaker.open_for, Duration::from_secs(10));
+        assert!((config.pacing.decrease - 0.5).abs() < f64::EPSILON);
     }
 
     fn toml_error(text: &str) -> String {
@@ -315,13 +346,15 @@ mod tests {
                 "[breaker]\nfailure_threshold = 0",
                 "breaker.failure_threshold",
             ),
-            ("[pacing]\nslowdown = 0.1", "pacing.slowdown"),
-            ("[pacing]\nrecovery = 0.0", "pacing.recovery"),
+            ("[pacing]\ndecrease = 1.0", "pacing.decrease"),
+            ("[pacing]\nmin_rate = 0.0", "pacing.min_rate"),
+            ("[pacing]\nrelease_rate = 0.1", "pacing.release_rate"),
             (
-                "[pacing]\ninitial_interval = \"1m\"",
-                "pacing.initial_interval",
+                "[pacing]\nmeasure_window = \"1ms\"",
+                "pacing.measure_window",
             ),
-            ("[budget]\ncapacity = 3", "budget.retry_cost"),
+            ("[breaker]\nopen_for = \"1m\"", "breaker.open_for"),
+            ("[budget]\ncapacity = 3", "budget.transient_cost"),
         ] {
             let error = PolicyConfig::from_toml(text).unwrap_err();
             match error {

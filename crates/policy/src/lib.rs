@@ -47,9 +47,9 @@ mod pacing;
 mod policy;
 mod random;
 
-pub use backoff::{Backoff, Jitter};
+pub use backoff::{Backoff, Jitter, RetryKind};
 pub use body::{ErrorBody, MAX_MESSAGE_CHARS, Shape};
-pub use breaker::{Breaker, BreakerConfig, BreakerState};
+pub use breaker::{Breaker, BreakerConfig, BreakerState, WhenOpen};
 pub use budget::{BudgetConfig, RetryBudget};
 pub use config::{AttemptLimits, ConfigError, PolicyConfig};
 pub use decision::{Action, Cause, Decision, GiveUp, Seconds, Stop};

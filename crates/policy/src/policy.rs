@@ -20,16 +20,27 @@
 //! }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
 use novita_catalog::{Class, Entry, Escalation, RateLimit, Retry};
 
+use crate::breaker::Maintenance;
 use crate::decision::{Action, Cause, Decision, GiveUp, Stop};
 use crate::{
     Breaker, BreakerConfig, BreakerState, Delivery, Draw, ErrorBody, Headers, Outcome, Pacer,
-    PolicyConfig, RetryBudget, Transport, hints,
+    PacingConfig, PolicyConfig, RetryBudget, RetryKind, Transport, WhenOpen, hints,
 };
+
+/// The catalog name of the 500 a model in maintenance answers (`MODEL_NOT_AVAILABLE`).
+const MAINTENANCE: &str = "model_not_available";
+
+/// How often a held call asks again whether it may go: short enough that released calls
+/// start promptly, long enough to cost nothing.
+const HOLD_POLL: Duration = Duration::from_millis(250);
+/// A held call not heard of for this long was dropped by its caller; its place in line
+/// is given up, so it cannot hold up the calls behind it.
+const HOLD_STALE: Duration = Duration::from_secs(2);
 
 /// The two clocks a decision reads, passed in by the caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +88,11 @@ pub struct Call {
     last_retry_cost: Option<u32>,
     /// What the last failed attempt said, so a call stopped at admission still reports it.
     last_failure: Option<Box<Failure>>,
+    /// When the last attempt was admitted, to tell a new congestion event from the burst
+    /// already answered.
+    sent_at: Duration,
+    /// The call's place in line on its current model, while it is held.
+    ticket: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -134,6 +150,7 @@ impl Call {
 pub struct ClientState {
     budget: RetryBudget,
     breaker_config: BreakerConfig,
+    pacing_config: PacingConfig,
     models: HashMap<String, ModelState>,
 }
 
@@ -141,6 +158,54 @@ pub struct ClientState {
 struct ModelState {
     breaker: Breaker,
     pacer: Pacer,
+    maintenance: Maintenance,
+    line: HoldLine,
+}
+
+/// The calls held while a model's breaker is open, first come first served. Each holds a
+/// ticket and says when it last asked; a ticket not asked about for [`HOLD_STALE`] is given
+/// up (its call was dropped).
+#[derive(Clone, Debug, Default)]
+struct HoldLine {
+    next_ticket: u64,
+    waiting: BTreeMap<u64, Duration>,
+}
+
+impl HoldLine {
+    /// The first live ticket, dropping the stale ones before it.
+    fn head(&mut self, now: Duration) -> Option<u64> {
+        while let Some((&ticket, &seen)) = self.waiting.first_key_value() {
+            if now.saturating_sub(seen) <= HOLD_STALE {
+                return Some(ticket);
+            }
+            self.waiting.remove(&ticket);
+        }
+        None
+    }
+
+    /// The call's ticket (a new one at the back if it has none), marked as seen at `now`;
+    /// `None` when the line is full.
+    fn join(&mut self, ticket: Option<u64>, now: Duration, max_held: u32) -> Option<u64> {
+        if let Some(ticket) = ticket
+            && let Some(seen) = self.waiting.get_mut(&ticket)
+        {
+            *seen = now;
+            return Some(ticket);
+        }
+        if self.waiting.len() >= usize::try_from(max_held).unwrap_or(usize::MAX) {
+            return None;
+        }
+        let ticket = self.next_ticket;
+        self.next_ticket = self.next_ticket.wrapping_add(1);
+        self.waiting.insert(ticket, now);
+        Some(ticket)
+    }
+
+    fn leave(&mut self, ticket: Option<u64>) {
+        if let Some(ticket) = ticket {
+            self.waiting.remove(&ticket);
+        }
+    }
 }
 
 impl ClientState {
@@ -150,6 +215,7 @@ impl ClientState {
         Self {
             budget: RetryBudget::new(config.budget),
             breaker_config: config.breaker,
+            pacing_config: config.pacing,
             models: HashMap::new(),
         }
     }
@@ -168,12 +234,21 @@ impl ClientState {
         })
     }
 
-    /// The pacing interval of model `key`; zero when its calls are not paced.
+    /// The interval between call starts on model `key` at `now`; zero when its calls are
+    /// not paced.
     #[must_use]
-    pub fn pacing_interval(&self, key: &str) -> Duration {
+    pub fn pacing_interval(&self, key: &str, now: Duration) -> Duration {
+        self.models.get(key).map_or(Duration::ZERO, |model| {
+            model.pacer.interval(now, &self.pacing_config)
+        })
+    }
+
+    /// The calls held behind model `key`'s open breaker (live or not yet found stale).
+    #[must_use]
+    pub fn held(&self, key: &str) -> usize {
         self.models
             .get(key)
-            .map_or(Duration::ZERO, |model| model.pacer.interval())
+            .map_or(0, |model| model.line.waiting.len())
     }
 
     /// Every model key with state, for metrics.
@@ -255,12 +330,19 @@ impl Policy {
             previous_delay: Duration::ZERO,
             last_retry_cost: None,
             last_failure: None,
+            sent_at: now,
+            ticket: None,
         }
     }
 
-    /// Asks whether the next attempt of `call` may go to model `key` at `now`. An open
-    /// circuit breaker refuses (moving the call to a fallback model where there is one);
-    /// pacing or a server hint may ask the caller to wait and ask again.
+    /// Asks whether the next attempt of `call` may go to model `key` at `now`.
+    ///
+    /// In order: a model in maintenance or behind an open breaker sends the call to its
+    /// next fallback model; with none left, an open breaker holds the call in line (or
+    /// rejects it, with [`WhenOpen::FailFast`]); calls leave the line first come first
+    /// served; pacing and server hints may ask for a wait; a half-open breaker lets one
+    /// probe through. Nothing is reserved by a wait, so a hint that arrives meanwhile
+    /// still counts.
     pub fn admit(
         &self,
         state: &mut ClientState,
@@ -268,42 +350,83 @@ impl Policy {
         key: &str,
         now: Duration,
     ) -> Admission {
-        let Some(model) = state.models.get_mut(key) else {
-            return Admission::Send;
-        };
-        let open = matches!(
-            model.breaker.state(now, &self.config.breaker),
-            BreakerState::Open { .. }
-        );
-        if !open {
-            let wait = model.pacer.wait(now);
-            if !wait.is_zero() {
-                if self.crosses_deadline(call, now, wait) {
-                    // Only throttling holds a model back, so a call that never got an
-                    // answer of its own was stopped by the 429s of others.
-                    let failure =
-                        call.last_failure
-                            .as_deref()
-                            .cloned()
-                            .unwrap_or_else(|| Failure {
-                                entry: novita_catalog::lookup(429),
-                                ..Failure::default()
-                            });
-                    return Admission::Reject(self.give_up(call, Stop::PastDeadline, failure, now));
-                }
-                return Admission::Wait(wait);
-            }
-        }
-        if open || !model.breaker.try_pass(now, &self.config.breaker) {
-            if call.has_fallback() {
+        let breaker_config = &self.config.breaker;
+        let has_fallback = call.has_fallback();
+        let model = state.model_mut(key);
+        let passes = model.breaker.would_pass(now, breaker_config);
+        let in_maintenance = has_fallback && model.maintenance.skip(now, breaker_config);
+        if !passes || in_maintenance {
+            if has_fallback {
+                model.line.leave(call.ticket.take());
                 self.move_to_next_model(call);
                 return Admission::FallBack { model: call.model };
             }
-            let failure = call.last_failure.as_deref().cloned().unwrap_or_default();
-            return Admission::Reject(self.give_up(call, Stop::CircuitOpen, failure, now));
+            return self.hold(model, call, now);
         }
-        model.pacer.take_slot(now);
+        if let Some(head) = model.line.head(now)
+            && call.ticket != Some(head)
+        {
+            // Calls released after an outage go in the order they arrived.
+            return self.hold(model, call, now);
+        }
+        let wait = model.pacer.wait(now);
+        if !wait.is_zero() {
+            if self.crosses_deadline(call, now, wait) {
+                model.line.leave(call.ticket.take());
+                // Only throttling holds a model back, so a call that never got an answer
+                // of its own was stopped by the 429s of others.
+                let failure = call
+                    .last_failure
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or_else(|| Failure {
+                        entry: novita_catalog::lookup(429),
+                        ..Failure::default()
+                    });
+                return Admission::Reject(self.give_up(call, Stop::PastDeadline, failure, now));
+            }
+            if call.ticket.is_some() {
+                // Keep the place in line alive while waiting for the slot.
+                model.line.join(call.ticket, now, breaker_config.max_held);
+                return Admission::Wait(wait.min(HOLD_POLL));
+            }
+            return Admission::Wait(wait);
+        }
+        if !model.breaker.try_pass(now, breaker_config) {
+            return self.hold(model, call, now);
+        }
+        model.line.leave(call.ticket.take());
+        model.pacer.take_slot(now, &self.config.pacing);
+        call.sent_at = now;
         Admission::Send
+    }
+
+    /// Keeps `call` in the model's line (or rejects it when the breaker fails fast, the
+    /// line is full, or the wait would cross its deadline).
+    fn hold(&self, model: &mut ModelState, call: &mut Call, now: Duration) -> Admission {
+        let config = &self.config.breaker;
+        let failure = || call.last_failure.as_deref().cloned().unwrap_or_default();
+        if config.when_open == WhenOpen::FailFast {
+            return Admission::Reject(self.give_up(call, Stop::CircuitOpen, failure(), now));
+        }
+        let wait = match model.breaker.state(now, config) {
+            BreakerState::Open { until } => until.saturating_sub(now).min(HOLD_POLL),
+            _ => model
+                .pacer
+                .wait(now)
+                .clamp(Duration::from_millis(1), HOLD_POLL),
+        };
+        if self.crosses_deadline(call, now, wait) {
+            model.line.leave(call.ticket.take());
+            return Admission::Reject(self.give_up(call, Stop::CircuitOpen, failure(), now));
+        }
+        match model.line.join(call.ticket, now, config.max_held) {
+            Some(ticket) => {
+                call.ticket = Some(ticket);
+                Admission::Wait(wait)
+            }
+            None => Admission::Reject(self.give_up(call, Stop::CircuitOpen, failure(), now)),
+        }
     }
 
     /// Decides what follows the attempt that just ended with `outcome` on model `key`.
@@ -320,8 +443,12 @@ impl Policy {
         match *outcome {
             Outcome::Response { status, .. } if status < 400 => {
                 if let Some(model) = state.models.get_mut(key) {
-                    model.breaker.on_success();
-                    model.pacer.on_success(&self.config.pacing);
+                    if model.breaker.on_success() {
+                        // The outage is over: the held calls go back at a paced rate.
+                        model.pacer.on_release(clock.now, &self.config.pacing);
+                    }
+                    model.maintenance.clear();
+                    model.pacer.on_success(clock.now, &self.config.pacing);
                 }
                 state.budget.on_success(call.last_retry_cost);
                 Decision::Done
@@ -383,14 +510,21 @@ impl Policy {
                 .or_else(|| failure.message.as_deref().and_then(hints::limit_named_in));
         }
         if entry.is_retryable() {
-            failure.hint = hints::retry_after(headers, clock.wall);
+            // A zero or past hint says nothing about how long to wait: the client's own
+            // backoff applies, not an immediate retry.
+            failure.hint = hints::retry_after(headers, clock.wall).filter(|hint| !hint.is_zero());
         }
 
         match entry.retry {
             Retry::Never => {
-                // The server answered, so the model is up, whatever the request's fault.
-                if let Some(model) = state.models.get_mut(key) {
-                    model.breaker.on_success();
+                let model = state.model_mut(key);
+                if entry.name == MAINTENANCE {
+                    // Later calls that can fall back go straight to their fallback.
+                    model.maintenance.mark(clock.now, &self.config.breaker);
+                } else if model.breaker.on_success() {
+                    // The server answered, so the model is up, whatever the request's
+                    // fault.
+                    model.pacer.on_release(clock.now, &self.config.pacing);
                 }
                 if entry.suggests(Escalation::FallbackModel) && call.has_fallback() {
                     return self.fall_back(state, call, failure, clock.now);
@@ -451,8 +585,8 @@ impl Policy {
             .hint
             .filter(|hint| *hint <= self.config.hint_ceiling);
         let pacer = &mut state.model_mut(key).pacer;
-        let slowed = pacer.on_throttle(now, block_for, &self.config.pacing);
-        let interval = pacer.interval();
+        let slowed = pacer.on_throttle(call.sent_at, now, block_for, &self.config.pacing);
+        let interval = pacer.interval(now, &self.config.pacing);
         call.on_model.throttled += 1;
         if call.on_model.throttled >= self.config.attempts.throttled {
             return Decision::GiveUp(self.give_up(call, Stop::AttemptsExhausted, failure, now));
@@ -461,17 +595,12 @@ impl Policy {
             return Decision::GiveUp(self.give_up(call, stop, failure, now));
         }
         // Exactly what the server asked for: never sooner, and no later than needed.
-        let delay = failure.hint.unwrap_or_else(|| self.backoff(call, draw));
+        let delay = failure
+            .hint
+            .unwrap_or_else(|| self.backoff(call, RetryKind::Throttled, draw));
         let action = slowed.then_some(Action::ReduceRate { interval });
-        self.retry(
-            state,
-            call,
-            failure,
-            self.config.budget.retry_cost,
-            delay,
-            action,
-            now,
-        )
+        let cost = self.config.budget.cost(RetryKind::Throttled);
+        self.retry(state, call, failure, cost, delay, action, now)
     }
 
     fn on_server_fault(
@@ -503,17 +632,10 @@ impl Policy {
             return Decision::GiveUp(self.give_up(call, stop, failure, now));
         }
         let delay = self
-            .backoff(call, draw)
+            .backoff(call, RetryKind::Transient, draw)
             .max(failure.hint.unwrap_or_default());
-        self.retry(
-            state,
-            call,
-            failure,
-            self.config.budget.retry_cost,
-            delay,
-            None,
-            now,
-        )
+        let cost = self.config.budget.cost(RetryKind::Transient);
+        self.retry(state, call, failure, cost, delay, None, now)
     }
 
     #[allow(
@@ -530,6 +652,39 @@ impl Policy {
         now: Duration,
         draw: Draw,
     ) -> Decision {
+        let kind = if timeout_like {
+            RetryKind::Timeout
+        } else {
+            RetryKind::Transient
+        };
+        let cost = self.config.budget.cost(kind);
+        let hint = failure.hint.unwrap_or_default();
+
+        // A buffered call that timed out is re-issued as streaming before the timeout
+        // counts against the model: a model that answers streamed calls is healthy, and
+        // concurrent timeouts must not open the breaker that the streamed calls need.
+        if timeout_like
+            && call.delivery == Delivery::Buffered
+            && !call.switched_to_streaming
+            && call.streaming_switch
+            && self.config.switch_to_streaming_on_timeout
+        {
+            call.switched_to_streaming = true;
+            call.delivery = Delivery::Streamed;
+            if let Some(stop) = self.hint_refusal(call, now, failure.hint) {
+                return Decision::GiveUp(self.give_up(call, stop, failure, now));
+            }
+            let delay = self.backoff(call, kind, draw).max(hint);
+            return self.retry(
+                state,
+                call,
+                failure,
+                cost,
+                delay,
+                Some(Action::SwitchToStreaming),
+                now,
+            );
+        }
         let opened = state
             .model_mut(key)
             .breaker
@@ -541,43 +696,13 @@ impl Policy {
             call.on_model.transient += 1;
             (call.on_model.transient, self.config.attempts.transient)
         };
-        let cost = if timeout_like {
-            self.config.budget.timeout_cost
-        } else {
-            self.config.budget.retry_cost
-        };
-        let hint = failure.hint.unwrap_or_default();
-
-        if timeout_like
-            && call.delivery == Delivery::Buffered
-            && !call.switched_to_streaming
-            && call.streaming_switch
-            && self.config.switch_to_streaming_on_timeout
-            && !opened
-        {
-            call.switched_to_streaming = true;
-            call.delivery = Delivery::Streamed;
-            if let Some(stop) = self.hint_refusal(call, now, failure.hint) {
-                return Decision::GiveUp(self.give_up(call, stop, failure, now));
-            }
-            let delay = self.backoff(call, draw).max(hint);
-            return self.retry(
-                state,
-                call,
-                failure,
-                cost,
-                delay,
-                Some(Action::SwitchToStreaming),
-                now,
-            );
+        if opened && call.has_fallback() {
+            return self.fall_back(state, call, failure, now);
         }
-        if opened {
-            if call.has_fallback() {
-                return self.fall_back(state, call, failure, now);
-            }
+        if opened && self.config.breaker.when_open == WhenOpen::FailFast {
             return Decision::GiveUp(self.give_up(call, Stop::CircuitOpen, failure, now));
         }
-        if count >= limit {
+        if count >= limit && !opened {
             // This model has had its chances; another one may be healthy.
             if call.has_fallback() {
                 return self.fall_back(state, call, failure, now);
@@ -587,8 +712,9 @@ impl Policy {
         if let Some(stop) = self.hint_refusal(call, now, failure.hint) {
             return Decision::GiveUp(self.give_up(call, stop, failure, now));
         }
-        // Jittered backoff, but never sooner than the server asked.
-        let delay = self.backoff(call, draw).max(hint);
+        // Jittered backoff, but never sooner than the server asked. When this failure
+        // opened the breaker, the call waits in line behind the probe instead.
+        let delay = self.backoff(call, kind, draw).max(hint);
         self.retry(state, call, failure, cost, delay, None, now)
     }
 
@@ -601,11 +727,12 @@ impl Policy {
     ) -> Decision {
         self.move_to_next_model(call);
         let action = Action::FallBack { model: call.model };
+        let cost = self.config.budget.cost(RetryKind::Transient);
         self.retry(
             state,
             call,
             failure,
-            self.config.budget.retry_cost,
+            cost,
             Duration::ZERO,
             Some(action),
             now,
@@ -676,10 +803,10 @@ impl Policy {
         })
     }
 
-    fn backoff(&self, call: &Call, draw: Draw) -> Duration {
+    fn backoff(&self, call: &Call, kind: RetryKind, draw: Draw) -> Duration {
         self.config
             .backoff
-            .delay(call.retries + 1, call.previous_delay, draw)
+            .delay_for(kind, call.retries + 1, call.previous_delay, draw)
     }
 
     fn give_up(&self, call: &Call, stop: Stop, failure: Failure, now: Duration) -> Box<GiveUp> {

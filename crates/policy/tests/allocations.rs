@@ -56,7 +56,12 @@ fn the_success_path_does_not_allocate() {
     };
     let _ = policy.decide(&mut state, &mut call, "model", &failure, clock, Draw::HALF);
 
-    for key in ["model", "never-seen-model"] {
+    for key in ["model", "new-model"] {
+        // A model's first call creates its state once (its sending rate is measured from
+        // then on); every later call on the success path allocates nothing.
+        let mut first = policy.start_call(clock.now, Delivery::Buffered, 2);
+        let _ = policy.admit(&mut state, &mut first, key, clock.now);
+        let _ = policy.decide(&mut state, &mut first, key, &success, clock, Draw::HALF);
         let before = ALLOCATIONS.load(Ordering::SeqCst);
         let mut call = policy.start_call(clock.now, Delivery::Buffered, 2);
         let admission = policy.admit(&mut state, &mut call, key, clock.now);

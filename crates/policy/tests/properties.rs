@@ -263,15 +263,21 @@ proptest! {
     ) {
         let mut config = config(Jitter::Full, 300);
         config.budget.capacity = capacity;
-        config.budget.retry_cost = config.budget.retry_cost.min(capacity);
+        config.budget.throttled_cost = config.budget.throttled_cost.min(capacity);
+        config.budget.transient_cost = config.budget.transient_cost.min(capacity);
         config.budget.timeout_cost = config.budget.timeout_cost.min(capacity);
+        let cheapest = config
+            .budget
+            .throttled_cost
+            .min(config.budget.transient_cost)
+            .min(config.budget.timeout_cost);
         let steps = run(&config, &answers, seed, 2, Delivery::Buffered);
         let retries = steps.iter().filter(|step| step.decision.delay().is_some()).count();
         for step in &steps {
             prop_assert!(step.tokens <= capacity, "{step:?}");
         }
-        if config.budget.retry_cost > 0 {
-            prop_assert!(retries as u32 <= capacity / config.budget.retry_cost.min(config.budget.timeout_cost).max(1), "{retries} retries");
+        if let Some(most) = capacity.checked_div(cheapest) {
+            prop_assert!(retries as u32 <= most, "{retries} retries");
         }
     }
 
