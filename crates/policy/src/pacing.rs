@@ -22,9 +22,10 @@
 //!   twice `W_max`. With the defaults a client back at `W_max` within about
 //!   `∛(W_max·0.75)` seconds: 3 s at 30 calls a second.
 //! - **Honour hints exactly.** A 429 that says how long to wait blocks every call to the
-//!   model until then; it does not also cut the rate, since the server is already doing
-//!   the flow control (and cutting on every hinted 429 would collapse the rate when a
-//!   server hints on every first attempt).
+//!   model until then. A call's first 429 with a hint cuts nothing: the server is doing
+//!   the flow control, and cutting on every hinted 429 would collapse the rate of a server
+//!   that hints on every first attempt. A 429 to a call that already waited out one is
+//!   congestion the hint did not clear, and counts as a signal like a 429 without a hint.
 //! - **Release after an outage slowly.** When a probe finds the model healthy again, calls
 //!   start at `release_rate` and the rate doubles every `measure_window` (TCP's slow
 //!   start), so the calls held during the outage do not return as a herd; the ramp ends
@@ -192,19 +193,19 @@ impl Pacer {
         }
     }
 
-    /// Records a 429 at `now` to an attempt sent at `sent_at`, with the server's hint if
-    /// any. Returns `true` when this was a new congestion event and the rate was cut.
-    pub fn on_throttle(
+    /// Holds every call to the model until `hint` after `now`, as a 429's hint asks.
+    pub fn block(&mut self, now: Duration, hint: Duration) {
+        self.blocked_until = self.blocked_until.max(now.saturating_add(hint));
+    }
+
+    /// Records a congestion signal at `now` (a 429) to an attempt sent at `sent_at`.
+    /// Returns `true` when this was a new congestion event and the rate was cut.
+    pub fn on_congestion(
         &mut self,
         sent_at: Duration,
         now: Duration,
-        hint: Option<Duration>,
         config: &PacingConfig,
     ) -> bool {
-        if let Some(hint) = hint {
-            self.blocked_until = self.blocked_until.max(now.saturating_add(hint));
-            return false;
-        }
         if self.limit.is_some() && sent_at < self.since {
             // Part of the burst the last decrease already answered.
             return false;
@@ -306,15 +307,15 @@ mod tests {
         let measured = pacer.measured_rate();
         assert!((15.0..=25.0).contains(&measured), "{measured}");
         // Sixteen calls sent together at 1.9 s all come back throttled at 2 s.
-        assert!(pacer.on_throttle(ms(1900), ms(2000), None, &config));
+        assert!(pacer.on_congestion(ms(1900), ms(2000), &config));
         let after_first = pacer.rate(ms(2000), &config).unwrap();
         for _ in 0..15 {
-            assert!(!pacer.on_throttle(ms(1900), ms(2000), None, &config));
+            assert!(!pacer.on_congestion(ms(1900), ms(2000), &config));
         }
         assert_eq!(pacer.rate(ms(2000), &config), Some(after_first));
         assert!((after_first - 0.7 * measured).abs() < 1.0, "{after_first}");
         // An attempt sent after the decrease that is throttled too is a new event.
-        assert!(pacer.on_throttle(ms(2100), ms(2200), None, &config));
+        assert!(pacer.on_congestion(ms(2100), ms(2200), &config));
         assert!(pacer.rate(ms(2200), &config).unwrap() < after_first);
     }
 
@@ -322,7 +323,7 @@ mod tests {
     fn the_rate_grows_back_along_the_cubic_curve_within_seconds() {
         let config = PacingConfig::default();
         let mut pacer = busy(30, &config);
-        pacer.on_throttle(ms(1990), ms(2000), None, &config);
+        pacer.on_congestion(ms(1990), ms(2000), &config);
         let w_max = pacer.w_max;
         let cut = pacer.rate(ms(2000), &config).unwrap();
         // Keep sending at the limit so the measured rate follows it.
@@ -347,10 +348,10 @@ mod tests {
     }
 
     #[test]
-    fn a_hint_blocks_every_call_without_cutting_the_rate() {
+    fn a_hint_blocks_every_call_to_the_model() {
         let config = PacingConfig::default();
         let mut pacer = busy(20, &config);
-        assert!(!pacer.on_throttle(ms(1900), ms(2000), Some(ms(2000)), &config));
+        pacer.block(ms(2000), ms(2000));
         assert_eq!(pacer.rate(ms(2000), &config), None);
         assert_eq!(pacer.wait(ms(2500)), ms(1500));
         assert_eq!(pacer.wait(ms(4000)), ms(0));
@@ -361,7 +362,7 @@ mod tests {
     fn paced_calls_are_spaced_by_the_rate() {
         let config = PacingConfig::default();
         let mut pacer = busy(20, &config);
-        pacer.on_throttle(ms(1990), ms(2000), None, &config);
+        pacer.on_congestion(ms(1990), ms(2000), &config);
         let interval = pacer.interval(ms(2000), &config);
         assert!(interval > ms(50), "{interval:?}");
         pacer.take_slot(ms(2000), &config);
@@ -376,7 +377,7 @@ mod tests {
         for _ in 0..16 {
             pacer.take_slot(ms(0), &config);
         }
-        assert!(pacer.on_throttle(ms(0), ms(5), None, &config));
+        assert!(pacer.on_congestion(ms(0), ms(5), &config));
         let rate = pacer.rate(ms(5), &config).unwrap();
         // 16 calls in the first window: 32 a second, cut to 70 %.
         assert!((rate - 22.4).abs() < 0.5, "{rate}");
@@ -418,7 +419,8 @@ mod tests {
         };
         let mut pacer = Pacer::default();
         pacer.take_slot(Duration::MAX, &config);
-        pacer.on_throttle(Duration::ZERO, Duration::MAX, None, &config);
+        pacer.on_congestion(Duration::ZERO, Duration::MAX, &config);
+        pacer.block(Duration::MAX, Duration::MAX);
         let _ = pacer.interval(Duration::MAX, &config);
         pacer.on_release(Duration::MAX, &config);
         let _ = pacer.wait(Duration::MAX);

@@ -585,7 +585,13 @@ impl Policy {
             .hint
             .filter(|hint| *hint <= self.config.hint_ceiling);
         let pacer = &mut state.model_mut(key).pacer;
-        let slowed = pacer.on_throttle(call.sent_at, now, block_for, &self.config.pacing);
+        if let Some(hint) = block_for {
+            pacer.block(now, hint);
+        }
+        // A first 429 with a hint is the server's flow control; a 429 without one, or to a
+        // call that already waited one out, is congestion the client must answer.
+        let congested = block_for.is_none() || call.on_model.throttled > 0;
+        let slowed = congested && pacer.on_congestion(call.sent_at, now, &self.config.pacing);
         let interval = pacer.interval(now, &self.config.pacing);
         call.on_model.throttled += 1;
         if call.on_model.throttled >= self.config.attempts.throttled {
