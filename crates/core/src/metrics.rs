@@ -511,7 +511,11 @@ mod tests {
         assert_eq!(counter(&recorded, RETRIES_TOTAL, &retries), 1);
         let waits = [("model", MODEL), ("kind", "backoff")];
         assert_eq!(histogram(&recorded, WAIT_SECONDS, &waits), [0.2]);
-        assert_eq!(gauge(&recorded, RETRY_BUDGET_TOKENS, &[]), 495.0);
+        let throttled_cost = f64::from(Policy::default().config().budget.throttled_cost);
+        assert_eq!(
+            gauge(&recorded, RETRY_BUDGET_TOKENS, &[]),
+            500.0 - throttled_cost
+        );
         assert_eq!(gauge(&recorded, BREAKER_STATE, &[("model", MODEL)]), 0.0);
         assert!(!names(&recorded).contains(&CALLS_TOTAL), "the call goes on");
     }

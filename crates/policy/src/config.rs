@@ -23,7 +23,7 @@
 //!
 //! [budget]
 //! capacity = 500
-//! throttled_cost = 5
+//! throttled_cost = 1
 //! transient_cost = 14
 //! timeout_cost = 20
 //! success_deposit = 1
