@@ -111,7 +111,7 @@ fn run(
         match policy.admit(&mut state, &mut call, key, now) {
             Admission::Send => {}
             Admission::Wait(wait) => {
-                now += wait;
+                now = now.saturating_add(wait);
                 continue;
             }
             Admission::FallBack { .. } => continue,
@@ -119,7 +119,9 @@ fn run(
         }
         let clock = Clock {
             now,
-            wall: wall() + (now - start),
+            wall: wall()
+                .checked_add(now.saturating_sub(start))
+                .unwrap_or_else(wall),
         };
         let (decision, status, hint) = match answer {
             Answer::Status {
@@ -160,14 +162,14 @@ fn run(
             }
         };
         if let Some(delay) = decision.delay() {
-            now += delay;
+            now = now.saturating_add(delay);
         }
         let stop = matches!(decision, Decision::Done | Decision::GiveUp(_));
         steps.push(Step {
             status,
             hint,
             decision,
-            elapsed_after: now - start,
+            elapsed_after: now.saturating_sub(start),
             tokens: state.budget().tokens(),
         });
         if stop {
@@ -175,6 +177,146 @@ fn run(
         }
     }
     steps
+}
+
+/// Durations from nothing to the largest a TOML file can name.
+fn any_duration() -> impl Strategy<Value = Duration> {
+    prop_oneof![
+        Just(Duration::ZERO),
+        Just(Duration::from_millis(1)),
+        (0_u64..100_000).prop_map(Duration::from_millis),
+        Just(Duration::from_secs(u64::MAX)),
+        Just(Duration::MAX),
+    ]
+}
+
+/// Factors from tiny to absurd, finite or not.
+fn any_factor() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        Just(0.0),
+        Just(1e-300),
+        Just(0.5),
+        Just(1.0),
+        Just(2.0),
+        Just(1e300),
+        Just(f64::INFINITY),
+        Just(f64::NAN),
+        0.0_f64..10.0,
+    ]
+}
+
+fn any_count() -> impl Strategy<Value = u32> {
+    prop_oneof![Just(0_u32), Just(1), 1_u32..20, Just(u32::MAX)]
+}
+
+/// Any configuration at all; the tests keep those that pass validation.
+fn any_config() -> impl Strategy<Value = PolicyConfig> {
+    (
+        (
+            any_count(),
+            proptest::option::of(any_duration()),
+            any_duration(),
+            jitter(),
+        ),
+        (
+            any_duration(),
+            any_duration(),
+            any_duration(),
+            any_duration(),
+            any_factor(),
+        ),
+        (
+            any_count(),
+            any_count(),
+            any_count(),
+            any_count(),
+            any_count(),
+        ),
+        (
+            any_count(),
+            any_duration(),
+            any_duration(),
+            any_count(),
+            any_duration(),
+        ),
+        (
+            any_factor(),
+            any_factor(),
+            any_factor(),
+            any_factor(),
+            any_duration(),
+        ),
+    )
+        .prop_map(|(top, backoff, budget, breaker, pacing)| {
+            let mut config = PolicyConfig::default();
+            (
+                config.max_attempts,
+                config.deadline,
+                config.hint_ceiling,
+                config.backoff.jitter,
+            ) = top;
+            (
+                config.backoff.base,
+                config.backoff.throttled_base,
+                config.backoff.timeout_base,
+                config.backoff.cap,
+                config.backoff.multiplier,
+            ) = backoff;
+            (
+                config.budget.capacity,
+                config.budget.throttled_cost,
+                config.budget.transient_cost,
+                config.budget.timeout_cost,
+                config.budget.success_deposit,
+            ) = budget;
+            (
+                config.breaker.failure_threshold,
+                config.breaker.open_for,
+                config.breaker.max_open_for,
+                config.breaker.max_held,
+                config.breaker.maintenance_for,
+            ) = breaker;
+            (
+                config.pacing.decrease,
+                config.pacing.cubic_scale,
+                config.pacing.min_rate,
+                config.pacing.release_rate,
+                config.pacing.measure_window,
+            ) = pacing;
+            config
+        })
+}
+
+/// `config` with every field validation rejects put back to its default, so the extreme
+/// values validation accepts are all that is left.
+fn repaired(mut config: PolicyConfig) -> PolicyConfig {
+    let defaults = PolicyConfig::default();
+    while let Err(novita_policy::ConfigError::OutOfRange { field, .. }) = config.validate() {
+        match field {
+            "max_attempts" => config.max_attempts = defaults.max_attempts,
+            "backoff.base" => config.backoff.base = config.backoff.cap.min(defaults.backoff.base),
+            "backoff.multiplier" => config.backoff.multiplier = defaults.backoff.multiplier,
+            "breaker.failure_threshold" => {
+                config.breaker.failure_threshold = defaults.breaker.failure_threshold;
+            }
+            "breaker.open_for" => config.breaker.open_for = config.breaker.max_open_for,
+            "pacing.decrease" => config.pacing.decrease = defaults.pacing.decrease,
+            "pacing.cubic_scale" => config.pacing.cubic_scale = defaults.pacing.cubic_scale,
+            "pacing.min_rate" => config.pacing.min_rate = defaults.pacing.min_rate,
+            "pacing.release_rate" => {
+                config.pacing.release_rate = config
+                    .pacing
+                    .min_rate
+                    .max(defaults.pacing.release_rate)
+                    .min(1e6)
+            }
+            "pacing.measure_window" => {
+                config.pacing.measure_window = defaults.pacing.measure_window
+            }
+            _ => config.budget = defaults.budget,
+        }
+    }
+    config
 }
 
 fn config(jitter: Jitter, deadline_secs: u64) -> PolicyConfig {
@@ -290,5 +432,17 @@ proptest! {
         let first = run(&config, &answers, seed, models, Delivery::Buffered);
         let second = run(&config, &answers, seed, models, Delivery::Buffered);
         prop_assert_eq!(first, second);
+    }
+
+    #[test]
+    fn a_configuration_that_validates_never_panics(
+        config in any_config(),
+        answers in proptest::collection::vec(answer(), 1..12),
+        seed: u64, models in 1_usize..=3,
+    ) {
+        let config = repaired(config);
+        prop_assert!(config.validate().is_ok());
+        let _ = run(&config, &answers, seed, models, Delivery::Buffered);
+        let _ = run(&config, &answers, seed, models, Delivery::Streamed);
     }
 }
