@@ -5,8 +5,10 @@
 //!   their promtool tests, and the error reference `docs/errors.md`.
 //! - `cargo xtask codegen --check` fails, naming the file, when a committed file differs
 //!   from what the spec generates (CI runs it).
-//! - `cargo xtask bench [--quick]` runs the benchmarks and the fleet simulation and
-//!   regenerates `docs/BENCHMARKS.md`.
+//! - `cargo xtask bench [--quick]` runs the benchmarks, the fleet simulation and the
+//!   real-HTTP comparison with other clients, and regenerates `docs/BENCHMARKS.md`;
+//!   `cargo xtask bench --peers-only` reruns the comparison alone and replaces only its
+//!   section.
 //!
 //! The workspace's house rules (crate layering, banned dependencies, module docs, no
 //! module cycles, builder parity) are tests in `tidy`, run by `cargo test`.
@@ -19,7 +21,8 @@ mod codegen;
 mod ops;
 mod spec;
 
-const USAGE: &str = "usage: cargo xtask codegen [--check] | cargo xtask bench [--quick]";
+const USAGE: &str =
+    "usage: cargo xtask codegen [--check] | cargo xtask bench [--quick | --peers-only]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,8 +30,16 @@ fn main() -> ExitCode {
     let mode = match args.as_slice() {
         ["codegen"] => codegen::Mode::Write,
         ["codegen", "--check"] => codegen::Mode::Check,
-        ["bench", rest @ ..] if rest.iter().all(|arg| *arg == "--quick") => {
-            return match bench::run(&workspace_root(), !rest.is_empty()) {
+        ["bench", rest @ ..]
+            if rest.iter().all(|arg| *arg == "--quick") || rest == ["--peers-only"] =>
+        {
+            let root = workspace_root();
+            let result = if rest == ["--peers-only"] {
+                bench::run_peers(&root)
+            } else {
+                bench::run(&root, !rest.is_empty())
+            };
+            return match result {
                 Ok(path) => {
                     eprintln!("xtask: wrote {}", path.display());
                     ExitCode::SUCCESS

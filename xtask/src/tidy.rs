@@ -139,8 +139,9 @@ const LAYERS: &[&[&str]] = &[
 const MOCK: &str = "novita-mock";
 /// The crates that may also have `novita-mock` as a normal dependency (`novita demo`).
 const MOCK_USERS: &[&str] = &["novita-cli"];
-/// Crates that may depend on anything: the integration tests and this automation.
-const UNCONSTRAINED: &[&str] = &["novita-tests", "xtask"];
+/// Crates that may depend on anything: the integration tests, the benchmark against other
+/// clients (its peers are its dependencies alone) and this automation.
+const UNCONSTRAINED: &[&str] = &["novita-tests", "novita-peers", "xtask"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum DepKind {

@@ -1,6 +1,5 @@
-//! Scripted faults: what a [`Fault`] describes, and the book that hands them to requests.
+//! Scripted faults: what a [`Fault`] describes and the answer it makes.
 
-use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -8,7 +7,6 @@ use hyper::StatusCode;
 use hyper::header::{HeaderName, HeaderValue};
 use serde_json::Value;
 
-use crate::Route;
 use crate::openai::{self, Answer, JSON, PLAIN_TEXT};
 
 /// One scripted misbehaviour (or a deliberate normal answer) for a matching request.
@@ -227,49 +225,6 @@ impl Fault {
     }
 }
 
-type Key = (Route, Option<String>);
-
-/// The registered faults, consulted once per authorized request on a known route.
-#[derive(Debug, Default)]
-pub(crate) struct FaultBook {
-    queued: HashMap<Key, VecDeque<Fault>>,
-    always: HashMap<Key, Fault>,
-}
-
-impl FaultBook {
-    pub(crate) fn script(
-        &mut self,
-        route: Route,
-        model: Option<&str>,
-        faults: impl IntoIterator<Item = Fault>,
-    ) {
-        let key = (route, model.map(str::to_owned));
-        self.queued.entry(key).or_default().extend(faults);
-    }
-
-    pub(crate) fn always(&mut self, route: Route, model: Option<&str>, fault: Fault) {
-        self.always.insert((route, model.map(str::to_owned)), fault);
-    }
-
-    pub(crate) fn clear(&mut self) {
-        self.queued.clear();
-        self.always.clear();
-    }
-
-    /// The fault for this request, if any: queued before permanent, model-specific before
-    /// model-agnostic. Queued faults are consumed.
-    pub(crate) fn take(&mut self, route: Route, model: Option<&str>) -> Option<Fault> {
-        let keys = [(route, model.map(str::to_owned)), (route, None)];
-        // Without a model in the body both keys are the same; looking twice is harmless.
-        for key in &keys {
-            if let Some(fault) = self.queued.get_mut(key).and_then(VecDeque::pop_front) {
-                return Some(fault);
-            }
-        }
-        keys.iter().find_map(|key| self.always.get(key).cloned())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,28 +291,5 @@ mod tests {
             .oversized(5000)
             .error_answer(StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(body(&answer).len(), 5000);
-    }
-
-    #[test]
-    fn book_prefers_queued_then_model_specific() {
-        let mut book = FaultBook::default();
-        let code = |fault: Option<Fault>| match fault.map(|f| f.kind) {
-            Some(Kind::Status(status)) => status.as_u16(),
-            Some(_) => 1,
-            None => 0,
-        };
-        book.always(Route::ChatCompletions, None, Fault::status(500));
-        book.always(Route::ChatCompletions, Some("a"), Fault::status(501));
-        book.script(Route::ChatCompletions, None, [Fault::status(502)]);
-        book.script(Route::ChatCompletions, Some("a"), [Fault::status(503)]);
-        let chat = Route::ChatCompletions;
-        assert_eq!(code(book.take(chat, Some("a"))), 503);
-        assert_eq!(code(book.take(chat, Some("a"))), 502);
-        assert_eq!(code(book.take(chat, Some("a"))), 501);
-        assert_eq!(code(book.take(chat, Some("b"))), 500);
-        assert_eq!(code(book.take(chat, None)), 500);
-        assert_eq!(code(book.take(Route::Models, None)), 0);
-        book.clear();
-        assert_eq!(code(book.take(chat, Some("a"))), 0);
     }
 }

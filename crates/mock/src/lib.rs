@@ -4,8 +4,9 @@
 //! without streaming, text completions, the model list) on `127.0.0.1` for integration tests,
 //! the CLI demo and benchmarks to run without an API key or a network. Tests script failures
 //! with [`Fault`] values (error statuses and bodies, `Retry-After` forms, delays, slow bodies,
-//! connection resets, broken streams) and inspect what the server received with
-//! [`MockServer::requests`].
+//! connection resets, broken streams), queued per request or handed out by a [`Rule`] (a
+//! time window, a seeded share of requests, buffered or streamed only, each call's first
+//! attempt), and inspect what the server received with [`MockServer::requests`].
 //!
 //! The server runs on its own thread with its own tokio runtime, so it works the same from
 //! plain `#[test]` functions and from async tests; dropping it shuts it down.
@@ -26,9 +27,11 @@
 //! ```
 
 mod body;
+mod book;
 mod fault;
 mod openai;
 mod record;
+mod rule;
 mod server;
 
 use std::fmt;
@@ -42,6 +45,7 @@ use tokio::sync::oneshot;
 
 pub use fault::Fault;
 pub use record::{RecordedRequest, Route};
+pub use rule::Rule;
 
 use server::{Config, Shared};
 
@@ -117,7 +121,19 @@ impl MockServer {
         self.shared.faults().always(route, model, fault);
     }
 
-    /// Removes every queued and permanent fault, so all requests get normal answers again.
+    /// Installs a conditional fault: every request meeting the [`Rule`]'s conditions gets its
+    /// fault, until [`MockServer::clear_faults`]. Queued faults from [`MockServer::script`]
+    /// take precedence; rules are consulted in the order they were added, before faults from
+    /// [`MockServer::always`]. A rule's time window counts from this call.
+    pub fn rule(&self, rule: Rule) {
+        let installed = self.shared.elapsed();
+        self.shared
+            .faults()
+            .rule(rule::ActiveRule::new(rule, installed));
+    }
+
+    /// Removes every queued, conditional and permanent fault, so all requests get normal
+    /// answers again.
     pub fn clear_faults(&self) {
         self.shared.faults().clear();
     }

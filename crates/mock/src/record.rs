@@ -62,12 +62,24 @@ pub struct RecordedRequest {
     pub body: Vec<u8>,
     /// The status the mock answered, or 0 when it reset the connection instead.
     pub status: u16,
+    /// The headers a fault added to the answer (`retry-after`, `retry-after-ms`, ...), with
+    /// lower-case names, in the order they were added; empty for normal answers.
+    pub response_headers: Vec<(String, String)>,
 }
 
 impl RecordedRequest {
     /// The first value of a header (name matched case-insensitively), if the request had it.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of a header a fault added to the answer (name matched
+    /// case-insensitively), e.g. the `retry-after` a client was sent.
+    pub fn response_header(&self, name: &str) -> Option<&str> {
+        self.response_headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())

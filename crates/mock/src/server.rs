@@ -23,8 +23,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 use crate::body::{Aborted, MockBody, arm_reset};
-use crate::fault::{FaultBook, Kind};
+use crate::book::FaultBook;
+use crate::fault::Kind;
 use crate::openai::{self, Answer, Payload};
+use crate::rule::Probe;
 use crate::{RecordedRequest, Route};
 
 /// How many pieces [`Kind::SlowBody`] splits a non-streaming body into.
@@ -55,6 +57,11 @@ impl Shared {
 
     pub(crate) fn log(&self) -> MutexGuard<'_, Vec<RecordedRequest>> {
         self.log.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Time since the server started, the clock of [`RecordedRequest::at`].
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.started.elapsed()
     }
 }
 
@@ -155,7 +162,25 @@ async fn handle(
     let stream = field("stream").and_then(Value::as_bool) == Some(true);
     let auth = Auth::check(&parts.headers, &shared.config.api_key);
 
-    let reply = decide(&shared, route, auth, model.as_deref(), &body, n, &socket);
+    let reply = decide(
+        &shared,
+        route,
+        auth,
+        model.as_deref(),
+        stream,
+        &body,
+        n,
+        at,
+        &socket,
+    );
+    let response_headers = reply
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.as_str().to_owned(), value)
+        })
+        .collect();
     shared.log().push(RecordedRequest {
         at,
         method: parts.method.to_string(),
@@ -167,6 +192,7 @@ async fn handle(
         headers: recorded_headers(&parts.headers),
         body: body.to_vec(),
         status: reply.status,
+        response_headers,
     });
     if !reply.wait.is_zero() {
         tokio::time::sleep(reply.wait).await;
@@ -291,13 +317,16 @@ impl Reply {
 }
 
 /// Chooses the response: unknown route, then auth, then faults, then the normal answer.
+#[allow(clippy::too_many_arguments)] // One request's facts, each used once.
 fn decide(
     shared: &Shared,
     route: Option<Route>,
     auth: Auth,
     model: Option<&str>,
+    stream: bool,
     body: &[u8],
     n: u64,
+    at: Duration,
     socket: &Arc<Socket>,
 ) -> Reply {
     let latency = shared.config.latency;
@@ -309,7 +338,14 @@ fn decide(
         return Reply::plain(answer, latency);
     }
     let normal = || openai::answer(route, body, &shared.config.models, n);
-    let Some(fault) = shared.faults().take(route, model) else {
+    let probe = Probe {
+        route,
+        model,
+        stream,
+        body,
+        at,
+    };
+    let Some(fault) = shared.faults().take_for(&probe) else {
         return Reply::plain(normal(), latency);
     };
     // Faults that still produce the normal answer also keep the configured latency.
