@@ -1482,3 +1482,69 @@ fn row_500_maintenance_sends_later_calls_straight_to_the_fallback() {
     let after = h.call(chat(MODEL), |_| ok());
     assert_eq!(after.models(), [MODEL]);
 }
+
+#[test]
+fn row_503_held_calls_do_not_spin_while_the_probe_is_out() {
+    let mut config = PolicyConfig::default();
+    config.breaker.failure_threshold = 1;
+    let mut h = Harness::with(config.clone(), &[]);
+    let mut first = h.start(chat(MODEL));
+    let _ = h.send(&mut first);
+    first.handle_response(503, &NO_HEADERS, b"", h.clock());
+    h.advance(config.breaker.open_for);
+    // The probe goes out and takes its time; the calls behind it wait in line.
+    let mut probe = h.start(chat(MODEL));
+    let _ = h.send(&mut probe);
+    let mut held: Vec<CallDriver> = (0..16).map(|_| h.start(chat(MODEL))).collect();
+    for call in &mut held {
+        let wait = h.wait(call);
+        assert!(
+            wait >= ms(100),
+            "a held call polls, it does not spin: {wait:?}"
+        );
+    }
+    // The probe succeeds: the line leaves first come first served, paced, none spinning.
+    let report = probe.handle_success(200, h.clock());
+    assert_eq!(report.attempts, 1);
+    let mut order = Vec::new();
+    let mut polls = 0;
+    let released = h.now;
+    let mut call_wakes = std::collections::HashMap::new();
+    for _ in 0..2_000 {
+        if order.len() == held.len() {
+            break;
+        }
+        let mut soonest = secs(1);
+        for (index, call) in held.iter_mut().enumerate() {
+            if order.contains(&index) {
+                continue;
+            }
+            if call_wakes.get(&index).is_some_and(|at| *at > h.now) {
+                soonest = soonest.min(call_wakes[&index] - h.now);
+                continue;
+            }
+            polls += 1;
+            match call.poll(h.now) {
+                Poll::Send(_) => {
+                    order.push(index);
+                    let _ = call.handle_success(200, h.clock());
+                }
+                Poll::Wait(wait) => {
+                    call_wakes.insert(index, h.now + wait);
+                    soonest = soonest.min(wait);
+                }
+                Poll::Failed(error) => panic!("{error}"),
+            }
+        }
+        h.advance(soonest);
+    }
+    assert_eq!(
+        order,
+        (0..16).collect::<Vec<_>>(),
+        "first come first served"
+    );
+    let took = h.now - released;
+    assert!(took >= ms(500), "released paced, not as a herd: {took:?}");
+    // Each call asks about once per slot ahead of it, not every millisecond.
+    assert!(polls <= 16 * 16 * 2, "{polls} polls in {took:?}");
+}

@@ -38,6 +38,9 @@ const MAINTENANCE: &str = "model_not_available";
 /// How often a held call asks again whether it may go: short enough that released calls
 /// start promptly, long enough to cost nothing.
 const HOLD_POLL: Duration = Duration::from_millis(250);
+/// The shortest wait a call in line is given, so that calls behind the head do not spin
+/// while the head goes out.
+const LINE_POLL: Duration = Duration::from_millis(10);
 /// A held call not heard of for this long was dropped by its caller; its place in line
 /// is given up, so it cannot hold up the calls behind it.
 const HOLD_STALE: Duration = Duration::from_secs(2);
@@ -135,6 +138,11 @@ impl Call {
     pub fn without_streaming_switch(mut self) -> Self {
         self.streaming_switch = false;
         self
+    }
+
+    /// What the call's last failed attempt said, for a give-up at admission.
+    fn failure_so_far(&self) -> Option<Failure> {
+        self.last_failure.as_deref().cloned()
     }
 
     fn has_fallback(&self) -> bool {
@@ -375,14 +383,10 @@ impl Policy {
                 model.line.leave(call.ticket.take());
                 // Only throttling holds a model back, so a call that never got an answer
                 // of its own was stopped by the 429s of others.
-                let failure = call
-                    .last_failure
-                    .as_deref()
-                    .cloned()
-                    .unwrap_or_else(|| Failure {
-                        entry: novita_catalog::lookup(429),
-                        ..Failure::default()
-                    });
+                let failure = call.failure_so_far().unwrap_or_else(|| Failure {
+                    entry: novita_catalog::lookup(429),
+                    ..Failure::default()
+                });
                 return Admission::Reject(self.give_up(call, Stop::PastDeadline, failure, now));
             }
             if call.ticket.is_some() {
@@ -405,27 +409,45 @@ impl Policy {
     /// line is full, or the wait would cross its deadline).
     fn hold(&self, model: &mut ModelState, call: &mut Call, now: Duration) -> Admission {
         let config = &self.config.breaker;
-        let failure = || call.last_failure.as_deref().cloned().unwrap_or_default();
         if config.when_open == WhenOpen::FailFast {
-            return Admission::Reject(self.give_up(call, Stop::CircuitOpen, failure(), now));
+            return Admission::Reject(self.give_up(
+                call,
+                Stop::CircuitOpen,
+                call.failure_so_far().unwrap_or_default(),
+                now,
+            ));
         }
         let wait = match model.breaker.state(now, config) {
             BreakerState::Open { until } => until.saturating_sub(now).min(HOLD_POLL),
+            // A probe is out: its answer decides, and it takes a round trip.
+            BreakerState::HalfOpen => HOLD_POLL,
+            // Released, behind earlier calls: ask again about when the head has gone.
             _ => model
                 .pacer
                 .wait(now)
-                .clamp(Duration::from_millis(1), HOLD_POLL),
+                .max(model.pacer.interval(now, &self.config.pacing))
+                .clamp(LINE_POLL, HOLD_POLL),
         };
         if self.crosses_deadline(call, now, wait) {
             model.line.leave(call.ticket.take());
-            return Admission::Reject(self.give_up(call, Stop::CircuitOpen, failure(), now));
+            return Admission::Reject(self.give_up(
+                call,
+                Stop::CircuitOpen,
+                call.failure_so_far().unwrap_or_default(),
+                now,
+            ));
         }
         match model.line.join(call.ticket, now, config.max_held) {
             Some(ticket) => {
                 call.ticket = Some(ticket);
                 Admission::Wait(wait)
             }
-            None => Admission::Reject(self.give_up(call, Stop::CircuitOpen, failure(), now)),
+            None => Admission::Reject(self.give_up(
+                call,
+                Stop::CircuitOpen,
+                call.failure_so_far().unwrap_or_default(),
+                now,
+            )),
         }
     }
 
