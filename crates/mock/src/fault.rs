@@ -1,5 +1,6 @@
 //! Scripted faults: what a [`Fault`] describes and the answer it makes.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -15,8 +16,9 @@ use crate::openai::{self, Answer, JSON, PLAIN_TEXT};
 /// with the chained methods. Body methods ([`reason`](Fault::reason),
 /// [`message`](Fault::message), [`gateway_shape`](Fault::gateway_shape),
 /// [`plain_text`](Fault::plain_text), [`raw_body`](Fault::raw_body),
-/// [`oversized`](Fault::oversized)) only shape [`Fault::status`] answers; headers and
-/// [`delay`](Fault::delay) apply to every kind.
+/// [`oversized`](Fault::oversized)) only shape [`Fault::status`] answers; headers,
+/// [`delay`](Fault::delay) and [`write_in_pieces`](Fault::write_in_pieces) apply to every
+/// kind.
 #[derive(Clone, Debug)]
 pub struct Fault {
     pub(crate) kind: Kind,
@@ -26,13 +28,16 @@ pub struct Fault {
     min_size: usize,
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     pub(crate) delay: Duration,
+    /// The largest piece and the seed of [`Fault::write_in_pieces`].
+    pub(crate) pieces: Option<(usize, u64)>,
 }
 
 /// What a fault does to the answer.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Kind {
     Status(StatusCode),
     Ok,
+    Completion(Arc<Value>),
     Reset,
     MalformedSuccess,
     SlowBody(Duration),
@@ -59,6 +64,7 @@ impl Fault {
             min_size: 0,
             headers: Vec::new(),
             delay: Duration::ZERO,
+            pieces: None,
         }
     }
 
@@ -79,6 +85,32 @@ impl Fault {
     /// [`delay`](Fault::delay)).
     pub fn ok() -> Fault {
         Fault::new(Kind::Ok)
+    }
+
+    /// A success whose body is exactly `completion` (serialized as it is, byte for byte),
+    /// instead of the answer the mock would have made, for tests of payload shapes the mock
+    /// does not generate: tool calls, reasoning, refusals, log probabilities, unknown fields.
+    ///
+    /// A request with `"stream": true` gets the chunks that [`chat_chunks`](crate::chat_chunks)
+    /// makes of `completion` with pieces of [`STREAM_PIECE_CHARS`](crate::STREAM_PIECE_CHARS),
+    /// then `data: [DONE]`, so the stream reassembles into exactly `completion` (which should
+    /// therefore be a `chat.completion` object). The request is not validated, and the
+    /// server's [latency](crate::Builder::latency) applies as to a normal answer.
+    ///
+    /// ```
+    /// use novita_mock::{Fault, MockServer, Route};
+    /// use serde_json::json;
+    ///
+    /// let server = MockServer::start();
+    /// let refusal = json!({
+    ///     "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+    ///     "choices": [{"index": 0, "finish_reason": "stop",
+    ///                  "message": {"role": "assistant", "content": null, "refusal": "No."}}],
+    /// });
+    /// server.script(Route::ChatCompletions, None, [Fault::completion(refusal)]);
+    /// ```
+    pub fn completion(completion: Value) -> Fault {
+        Fault::new(Kind::Completion(Arc::new(completion)))
     }
 
     /// Reads the request, then aborts the TCP connection with a reset and no response; the
@@ -185,6 +217,28 @@ impl Fault {
     /// Adds `retry-after-ms: <ms>`, the millisecond header some gateways send.
     pub fn retry_after_ms(self, ms: u64) -> Fault {
         self.header("retry-after-ms", ms.to_string())
+    }
+
+    /// Writes the body in pieces of pseudo-random sizes from 1 to `max_piece` bytes, flushing
+    /// the connection after each, so a client's decoders meet every split: inside a UTF-8
+    /// character, inside `\r\n` or `\n\n`, inside a JSON token, across SSE events.
+    ///
+    /// The sizes are drawn from a sequence seeded with `seed`, so the same fault cuts the same
+    /// body at the same places. It applies to every answer with a body (normal, scripted,
+    /// error or broken stream); the body's bytes and framing are unchanged (`content-length`
+    /// stays when the answer had one). Combined with [`slow_body`](Fault::slow_body), the
+    /// pause comes between every two pieces.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `max_piece` is 0.
+    pub fn write_in_pieces(mut self, max_piece: usize, seed: u64) -> Fault {
+        assert!(
+            max_piece > 0,
+            "novita-mock: write_in_pieces needs pieces of at least 1 byte"
+        );
+        self.pieces = Some((max_piece, seed));
+        self
     }
 
     /// Waits this long before sending the response headers (or the reset), for any fault kind.

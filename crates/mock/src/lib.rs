@@ -4,9 +4,19 @@
 //! without streaming, text completions, the model list) on `127.0.0.1` for integration tests,
 //! the CLI demo and benchmarks to run without an API key or a network. Tests script failures
 //! with [`Fault`] values (error statuses and bodies, `Retry-After` forms, delays, slow bodies,
-//! connection resets, broken streams), queued per request or handed out by a [`Rule`] (a
-//! time window, a seeded share of requests, buffered or streamed only, each call's first
-//! attempt), and inspect what the server received with [`MockServer::requests`].
+//! connection resets, broken streams, bodies written in pseudo-random pieces), queued per
+//! request or handed out by a [`Rule`] (a time window, a seeded share of requests, buffered
+//! or streamed only, each call's first attempt), and inspect what the server received with
+//! [`MockServer::requests`].
+//!
+//! Chat answers cover the OpenAI-compatible payload shapes: a request with `tools` gets a
+//! tool call (`finish_reason: "tool_calls"`) unless `tool_choice` is `"none"` or the last
+//! message is a tool result; a reasoning model (an id containing `r1`, such as
+//! `deepseek/deepseek-r1`) adds `reasoning_content` and `reasoning_tokens`; `n` asks for
+//! several choices; [`Fault::completion`] serves any completion a test writes. Every chat
+//! answer is built as the buffered `chat.completion` first, and a streamed answer is always
+//! [`chat_chunks`] of it, so the two agree exactly; [`chat_chunks`] documents the rules of
+//! that disassembly, for clients whose stream assemblers implement the inverse.
 //!
 //! The server runs on its own thread with its own tokio runtime, so it works the same from
 //! plain `#[test]` functions and from async tests; dropping it shuts it down.
@@ -28,10 +38,12 @@
 
 mod body;
 mod book;
+mod chunks;
 mod fault;
 mod openai;
 mod record;
 mod rule;
+mod seeded;
 mod server;
 
 use std::fmt;
@@ -43,6 +55,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+pub use chunks::{STREAM_PIECE_CHARS, chat_chunks, sse_body};
 pub use fault::Fault;
 pub use record::{RecordedRequest, Route};
 pub use rule::Rule;
@@ -56,10 +69,14 @@ pub const DEFAULT_API_KEY: &str = "sk_mock_key";
 pub const DEFAULT_PREFIX: &str = "/openai/v1";
 
 /// The models a default server knows; requests for any other model get 404 `MODEL_NOT_FOUND`.
-pub const DEFAULT_MODELS: [&str; 3] = [
+///
+/// The last one, `deepseek/deepseek-r1`, is a reasoning model: like every model whose id
+/// contains `r1`, it answers with `reasoning_content` before the content.
+pub const DEFAULT_MODELS: [&str; 4] = [
     "meta-llama/llama-3.1-8b-instruct",
     "deepseek/deepseek-v3",
     "qwen/qwen-2.5-72b-instruct",
+    "deepseek/deepseek-r1",
 ];
 
 /// A running mock server on a loopback port; dropping it stops the server and joins its thread.
@@ -218,9 +235,9 @@ impl Builder {
     /// Adds this wait before every normal answer, to give benchmarks and demos a realistic
     /// server time (default zero).
     ///
-    /// It also applies to faults that keep the normal answer ([`Fault::ok`],
-    /// [`Fault::slow_body`] and the stream faults), on top of their delay, but not to scripted
-    /// errors, malformed bodies or resets.
+    /// It also applies to faults that answer with a success ([`Fault::ok`],
+    /// [`Fault::completion`], [`Fault::slow_body`] and the stream faults), on top of their
+    /// delay, but not to scripted errors, malformed bodies or resets.
     pub fn latency(mut self, latency: Duration) -> Self {
         self.config.latency = latency;
         self

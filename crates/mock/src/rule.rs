@@ -8,6 +8,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Range;
 use std::time::Duration;
 
+use crate::seeded::{splitmix64, unit};
 use crate::{Fault, Route};
 
 /// A fault for every request that meets a set of conditions, installed with
@@ -183,21 +184,6 @@ impl ActiveRule {
         }
         Some(self.rule.fault.clone())
     }
-}
-
-/// The next value of a SplitMix64 sequence: small, fast and plenty for fault draws.
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// A draw in `0.0..1.0` from the top 53 bits.
-#[allow(clippy::cast_precision_loss)] // 53 bits fit an f64 exactly.
-fn unit(draw: u64) -> f64 {
-    (draw >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]

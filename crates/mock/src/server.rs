@@ -354,6 +354,7 @@ fn decide(
         Kind::Status(status) => Reply::plain(fault.error_answer(status), fault.delay),
         Kind::MalformedSuccess => Reply::plain(openai::malformed_success(), fault.delay),
         Kind::Ok => Reply::plain(normal(), slow),
+        Kind::Completion(completion) => Reply::plain(openai::scripted(&completion, stream), slow),
         Kind::Reset => Reply {
             status: 0,
             wait: fault.delay,
@@ -395,6 +396,11 @@ fn decide(
             whole => Reply::plain(whole, slow),
         },
     };
+    if let Some((max_piece, seed)) = fault.pieces {
+        reply.content = reply
+            .content
+            .map(|(content_type, body)| (content_type, body.in_pieces(max_piece, seed)));
+    }
     reply.headers = fault.headers;
     reply
 }

@@ -5,7 +5,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{bearer, chat, chat_body, path, send};
-use novita_mock::{DEFAULT_API_KEY, DEFAULT_MODELS, DEFAULT_PREFIX, MockServer};
+use novita_mock::{
+    DEFAULT_API_KEY, DEFAULT_MODELS, DEFAULT_PREFIX, MockServer, STREAM_PIECE_CHARS,
+};
 use serde_json::Value;
 
 const MODEL: &str = "deepseek/deepseek-v3";
@@ -62,20 +64,31 @@ fn streaming_pieces_add_up_to_the_plain_content() {
         .iter()
         .map(|c| serde_json::from_str(c).unwrap())
         .collect();
-    let (last, pieces) = chunks.split_last().unwrap();
-    assert!(pieces.len() >= 3);
-    assert_eq!(pieces[0]["choices"][0]["delta"]["role"], "assistant");
-    let mut content = String::new();
-    for chunk in pieces {
+    for chunk in &chunks {
         assert_eq!(chunk["object"], "chat.completion.chunk");
         assert_eq!(chunk["model"], MODEL);
+        assert_eq!(chunk["system_fingerprint"], "fp_mock");
+    }
+    let (usage, choices) = chunks.split_last().unwrap();
+    assert_eq!(usage["choices"], serde_json::json!([]));
+    assert_eq!(usage["usage"], plain["usage"]);
+    let (finish, pieces) = choices.split_last().unwrap();
+    assert_eq!(finish["choices"][0]["delta"], serde_json::json!({}));
+    assert_eq!(finish["choices"][0]["finish_reason"], "stop");
+    let (opening, pieces) = pieces.split_first().unwrap();
+    assert_eq!(
+        opening["choices"][0]["delta"],
+        serde_json::json!({ "role": "assistant" })
+    );
+    assert!(pieces.len() >= 3);
+    let mut content = String::new();
+    for chunk in pieces {
         assert_eq!(chunk["choices"][0]["finish_reason"], Value::Null);
-        content.push_str(chunk["choices"][0]["delta"]["content"].as_str().unwrap());
+        let piece = chunk["choices"][0]["delta"]["content"].as_str().unwrap();
+        assert!((1..=STREAM_PIECE_CHARS).contains(&piece.chars().count()));
+        content.push_str(piece);
     }
     assert_eq!(content, expected);
-    assert_eq!(last["choices"][0]["delta"], serde_json::json!({}));
-    assert_eq!(last["choices"][0]["finish_reason"], "stop");
-    assert_eq!(last["usage"], plain["usage"]);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use novita_mock::MockServer;
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 
 /// What the client saw: whatever part of a response arrived, and how reading ended.
 #[derive(Debug)]
@@ -39,6 +39,17 @@ impl Reply {
 
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).expect("JSON body")
+    }
+
+    /// The chunks of an SSE body that ended with `data: [DONE]`, parsed.
+    pub fn chunks(&self) -> Vec<Value> {
+        let events = self.events();
+        let (done, chunks) = events.split_last().expect("at least one event");
+        assert_eq!(done, "[DONE]", "the stream ends with [DONE]");
+        chunks
+            .iter()
+            .map(|chunk| serde_json::from_str(chunk).expect("a JSON chunk"))
+            .collect()
     }
 
     /// The `data:` payloads of an SSE body, in order.
@@ -85,6 +96,147 @@ pub fn chat_body(model: &str, content: &str, stream: bool) -> String {
         "stream": stream,
     })
     .to_string()
+}
+
+/// The inverse of `novita_mock::chat_chunks`, written from its documented rules, as a
+/// client's stream assembler would: header and unknown top-level fields from any chunk,
+/// choices by `index` in order of first appearance, text and tool-call arguments
+/// concatenated, log-probability arrays extended, anything else set by the latest chunk.
+/// A message without `content` gets `"content": null`.
+pub fn assemble(chunks: &[Value]) -> Value {
+    let mut completion = Map::new();
+    let mut choices: Vec<(Value, Map<String, Value>)> = Vec::new();
+    for chunk in chunks {
+        for (key, value) in chunk.as_object().expect("a chunk is an object") {
+            match key.as_str() {
+                "object" => {}
+                "choices" => {
+                    for entry in value.as_array().expect("choices is an array") {
+                        merge_choice(&mut choices, entry);
+                    }
+                }
+                _ => {
+                    completion.insert(key.clone(), value.clone());
+                }
+            }
+        }
+    }
+    completion.insert("object".to_owned(), json!("chat.completion"));
+    let choices = choices
+        .into_iter()
+        .map(|(_, mut choice)| {
+            if let Some(Value::Object(message)) = choice.get_mut("message") {
+                message.entry("content").or_insert(Value::Null);
+            }
+            Value::Object(choice)
+        })
+        .collect();
+    completion.insert("choices".to_owned(), Value::Array(choices));
+    Value::Object(completion)
+}
+
+fn merge_choice(choices: &mut Vec<(Value, Map<String, Value>)>, entry: &Value) {
+    let index = entry["index"].clone();
+    let at = match choices.iter().position(|(i, _)| *i == index) {
+        Some(at) => at,
+        None => {
+            let mut choice = Map::new();
+            choice.insert("index".to_owned(), index.clone());
+            choice.insert("message".to_owned(), json!({}));
+            choices.push((index, choice));
+            choices.len() - 1
+        }
+    };
+    let choice = &mut choices[at].1;
+    for (key, value) in entry.as_object().expect("a choice entry is an object") {
+        match key.as_str() {
+            "index" => {}
+            "delta" => {
+                let Some(Value::Object(message)) = choice.get_mut("message") else {
+                    unreachable!("every choice starts with a message object");
+                };
+                merge_delta(message, value);
+            }
+            "logprobs" => match (choice.get_mut("logprobs"), value) {
+                (Some(Value::Object(existing)), Value::Object(more)) => {
+                    for (key, value) in more {
+                        match (existing.get_mut(key), value) {
+                            (Some(Value::Array(entries)), Value::Array(extra)) => {
+                                entries.extend(extra.iter().cloned());
+                            }
+                            _ => {
+                                existing.insert(key.clone(), value.clone());
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    choice.insert(key.clone(), value.clone());
+                }
+            },
+            _ => {
+                choice.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+fn merge_delta(message: &mut Map<String, Value>, delta: &Value) {
+    for (key, value) in delta.as_object().expect("a delta is an object") {
+        match (key.as_str(), value) {
+            ("content" | "reasoning_content" | "refusal", Value::String(piece)) => {
+                append(message.entry(key.as_str()).or_insert(json!("")), piece);
+            }
+            ("tool_calls", Value::Array(calls)) => {
+                let all = message.entry("tool_calls").or_insert(json!([]));
+                let all = all.as_array_mut().expect("tool_calls is an array");
+                for call in calls {
+                    let i = usize::try_from(call["index"].as_u64().expect("a call index")).unwrap();
+                    while all.len() <= i {
+                        all.push(json!({}));
+                    }
+                    merge_call(all[i].as_object_mut().unwrap(), call);
+                }
+            }
+            _ => {
+                message.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+fn merge_call(target: &mut Map<String, Value>, call: &Value) {
+    for (key, value) in call.as_object().expect("a tool call is an object") {
+        match (key.as_str(), value) {
+            ("index", _) => {}
+            ("function", Value::Object(function)) => {
+                let existing = target.entry("function").or_insert(json!({}));
+                let existing = existing.as_object_mut().expect("function is an object");
+                for (key, value) in function {
+                    match (existing.get_mut(key), value) {
+                        (Some(sofar @ Value::String(_)), Value::String(piece))
+                            if key == "arguments" =>
+                        {
+                            append(sofar, piece);
+                        }
+                        _ => {
+                            existing.insert(key.clone(), value.clone());
+                        }
+                    }
+                }
+            }
+            _ => {
+                target.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+fn append(text: &mut Value, piece: &str) {
+    let Value::String(text) = text else {
+        panic!("appending to a non-string {text}");
+    };
+    text.push_str(piece);
 }
 
 /// Sends one request on a fresh connection and reads until the server closes it.
