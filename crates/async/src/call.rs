@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use novita_core::policy::{Delivery, Phase, Transport};
-use novita_core::wire::{Assembler, ChatCompletion, ChatRequest, Model, ModelList};
+use novita_core::wire::{Assembler, ChatCompletion, ChatRequest, Model, ModelList, StreamBreak};
 use novita_core::{Answer, Attempt, BoxError, CallDriver, Poll, Received, Request};
 use serde_json::Value;
 use tracing::Instrument;
@@ -233,7 +233,15 @@ async fn assemble(mut stream: ChatStream) -> Received<ChatCompletion> {
     let mut assembler = Assembler::new();
     loop {
         match stream.step().await {
-            Step::Chunk(chunk) => assembler.push(&chunk),
+            Step::Chunk(chunk) => {
+                if let Err(error) = assembler.push(&chunk) {
+                    return Received::from_break(
+                        StreamBreak::Malformed(error),
+                        None,
+                        stream.model(),
+                    );
+                }
+            }
             Step::End => return Received::Value(assembler.finish()),
             Step::Broken(ending, failure) => {
                 return Received::from_break(ending, failure, stream.model());

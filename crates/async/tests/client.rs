@@ -156,7 +156,10 @@ async fn a_504_on_a_buffered_call_is_answered_through_streaming() {
         "{}",
         answer.text()
     );
-    assert_eq!(answer.choices[0].finish_reason.as_deref(), Some("stop"));
+    assert_eq!(
+        answer.finish_reason(),
+        Some(&novita_reqwest::FinishReason::Stop)
+    );
     let requests = server.requests();
     assert_eq!(requests.len(), 2);
     assert!(!requests[0].stream);

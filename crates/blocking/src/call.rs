@@ -4,7 +4,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use novita_core::policy::{Delivery, Phase};
-use novita_core::wire::{Assembler, ChatCompletion, ChatRequest, Model, ModelList};
+use novita_core::wire::{Assembler, ChatCompletion, ChatRequest, Model, ModelList, StreamBreak};
 use novita_core::{Answer, Attempt, BoxError, CallDriver, Poll, Received, Request};
 use serde_json::Value;
 
@@ -201,7 +201,15 @@ fn assemble(mut stream: ChatStream) -> Received<ChatCompletion> {
     let mut assembler = Assembler::new();
     loop {
         match stream.step() {
-            Step::Chunk(chunk) => assembler.push(&chunk),
+            Step::Chunk(chunk) => {
+                if let Err(error) = assembler.push(&chunk) {
+                    return Received::from_break(
+                        StreamBreak::Malformed(error),
+                        None,
+                        stream.model(),
+                    );
+                }
+            }
             Step::End => return Received::Value(assembler.finish()),
             Step::Broken(ending, failure) => {
                 let failure = failure.map(|error| Box::new(error) as BoxError);

@@ -32,7 +32,11 @@ pub use novita_core::policy::catalog::{Class, Entry, Escalation, RateLimit};
 pub use novita_core::policy::{
     Action, BreakerState, Cause, GiveUp, PolicyConfig, Stop, Transport, WhenOpen,
 };
-pub use novita_core::wire::{ChatChunk, ChatCompletion, ChatRequest, Message, Model};
+pub use novita_core::wire;
+pub use novita_core::wire::{
+    ChatChunk, ChatCompletion, ChatRequest, Content, ContentPart, FinishReason, Message, Model,
+    ResponseFormat, Role, Tool, ToolCall, ToolChoice, Usage,
+};
 pub use novita_core::{Answer, Error, ErrorKind, KeySource, Report, Timeouts};
 pub use stream::ChatStream;
 
