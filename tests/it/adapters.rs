@@ -6,6 +6,7 @@ use novita_mock::MockServer;
 use novita_ureq::{
     Answer, ChatChunk, ChatCompletion, ChatRequest, Error as CallError, PolicyConfig,
 };
+use serde_json::Value;
 
 /// How to build a client: the same settings for either adapter.
 #[derive(Clone, Debug)]
@@ -40,6 +41,8 @@ pub(crate) trait Adapter {
         request: &ChatRequest,
     ) -> Result<(Vec<ChatChunk>, Option<CallError>), CallError>;
     fn models(&self) -> Result<Vec<String>, CallError>;
+    /// Any JSON `POST` on the API, such as `chat/completions`.
+    fn post_json(&self, route: &str, body: &Value) -> Result<Answer<Value>, CallError>;
     /// Runs `calls` chats at once (threads or tasks) and returns their results.
     fn concurrent_chats(
         &self,
@@ -121,6 +124,10 @@ impl Adapter for Blocking {
             .into_iter()
             .map(|model| model.id)
             .collect())
+    }
+
+    fn post_json(&self, route: &str, body: &Value) -> Result<Answer<Value>, CallError> {
+        self.0.post_json(route, body)
     }
 
     fn concurrent_chats(
@@ -208,6 +215,10 @@ impl Adapter for Async {
     fn models(&self) -> Result<Vec<String>, CallError> {
         let models = self.runtime.block_on(self.client.models())?;
         Ok(models.value.into_iter().map(|model| model.id).collect())
+    }
+
+    fn post_json(&self, route: &str, body: &Value) -> Result<Answer<Value>, CallError> {
+        self.runtime.block_on(self.client.post_json(route, body))
     }
 
     fn concurrent_chats(

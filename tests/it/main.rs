@@ -7,6 +7,7 @@
 
 mod adapters;
 mod outage;
+mod payloads;
 mod scenarios;
 mod streams;
 mod timing;

@@ -36,6 +36,8 @@
 //! assert!(server.requests().is_empty());
 //! ```
 
+#[cfg(feature = "proptest")]
+pub mod arbitrary;
 mod body;
 mod book;
 mod chunks;
