@@ -5,13 +5,19 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use novita_core::wire::{ChatCompletion, ChatRequest};
+use novita_core::wire::{ChatCompletion, ChatRequest, FinishReason, Tool};
 use novita_core::{Answer, Error as CallError, Report};
-use novita_mock::{Fault, MockServer, Route};
+use novita_mock::{Fault, MockServer, RecordedRequest, Route, Rule};
 use novita_policy::{PolicyConfig, Seconds};
 
 const MODEL: &str = novita_mock::DEFAULT_MODELS[0];
 const FALLBACK: &str = novita_mock::DEFAULT_MODELS[1];
+/// The mock's reasoning model: its answers carry `reasoning_content`.
+const REASONING_MODEL: &str = "deepseek/deepseek-r1";
+/// The prompt of every scenario but the tool-calling one.
+const PROMPT: &str = "Explain retries in one sentence.";
+/// The prompt of the tool-calling scenario.
+const WEATHER_PROMPT: &str = "What is the weather in Paris?";
 
 /// Arguments of `novita demo`.
 #[derive(Debug, clap::Args)]
@@ -80,15 +86,26 @@ enum Variant {
     SmallBudget,
 }
 
+/// What a scenario's answer must show beyond arriving, checked on the answer and the
+/// requests the mock recorded: the row's detail, or what is wrong.
+type Check = fn(&Answer<ChatCompletion>, &[RecordedRequest]) -> Result<String, String>;
+
 /// One row of the behaviour table, played against the mock.
 struct Scenario {
     title: &'static str,
+    /// Faults queued for the scenario's model, in order.
     faults: fn() -> Vec<Fault>,
+    /// Faults handed out by condition, consulted after the queue.
+    rules: fn() -> Vec<Rule>,
     variant: Variant,
     /// Calls to make (more than one to show an outage's effect on load).
     calls: usize,
     stream: bool,
     model: &'static str,
+    /// Offer the model a `get_weather` tool (and ask about the weather).
+    tools: bool,
+    /// For buffered calls: what the answer must show, beyond arriving.
+    check: Option<Check>,
     expected: Expected,
 }
 
@@ -96,10 +113,13 @@ fn scenarios() -> Vec<Scenario> {
     let one = |title, faults, expected| Scenario {
         title,
         faults,
+        rules: Vec::new,
         variant: Variant::Default,
         calls: 1,
         stream: false,
         model: MODEL,
+        tools: false,
+        check: None,
         expected,
     };
     vec![
@@ -179,6 +199,23 @@ fn scenarios() -> Vec<Scenario> {
             || vec![Fault::status(504)],
             Expected::Answer,
         ),
+        Scenario {
+            model: REASONING_MODEL,
+            rules: || {
+                vec![
+                    Rule::new(Route::ChatCompletions, Fault::status(504))
+                        .model(REASONING_MODEL)
+                        .buffered_only(),
+                ]
+            },
+            tools: true,
+            check: Some(tool_call_and_reasoning_whole),
+            ..one(
+                "504 tool call on a reasoning model",
+                Vec::new,
+                Expected::Answer,
+            )
+        },
         one(
             "418 undocumented",
             || vec![Fault::status(418).message("I'm a teapot")],
@@ -277,11 +314,13 @@ struct Row {
     attempts: u32,
     waited: Duration,
     detail: String,
+    /// What the answer lacked, when a scenario's check found it wanting.
+    deviation: Option<String>,
 }
 
 impl Row {
     fn as_designed(&self) -> bool {
-        self.expected == self.outcome
+        self.expected == self.outcome && self.deviation.is_none()
     }
 }
 
@@ -313,6 +352,9 @@ pub(crate) fn run(args: &Args) -> Result<String, String> {
                 Some(scenario.model),
                 (scenario.faults)(),
             );
+            for rule in (scenario.rules)() {
+                server.rule(rule);
+            }
             let row = play(scenario, &client, &server);
             eprintln!(
                 "[{:>2}/{total}] {:<8} {:<36} {}",
@@ -371,7 +413,11 @@ fn build<'a>(
 }
 
 fn play(scenario: &Scenario, client: &Client<'_>, server: &MockServer) -> Row {
-    let request = ChatRequest::new(scenario.model, "Explain retries in one sentence.");
+    let request = if scenario.tools {
+        ChatRequest::new(scenario.model, WEATHER_PROMPT).tool(weather_tool())
+    } else {
+        ChatRequest::new(scenario.model, PROMPT)
+    };
     let mut row = Row {
         title: scenario.title,
         adapter: client.adapter(),
@@ -382,6 +428,7 @@ fn play(scenario: &Scenario, client: &Client<'_>, server: &MockServer) -> Row {
         attempts: 0,
         waited: Duration::ZERO,
         detail: String::new(),
+        deviation: None,
     };
     for _ in 0..scenario.calls {
         let result = if scenario.stream {
@@ -392,7 +439,14 @@ fn play(scenario: &Scenario, client: &Client<'_>, server: &MockServer) -> Row {
             client.chat(&request).map(|answer| {
                 row.attempts += answer.report.attempts;
                 row.waited += answer.report.waited;
-                describe_answer(&answer.report)
+                match scenario.check {
+                    None => describe_answer(&answer.report),
+                    Some(check) => check(&answer, &server.requests()).unwrap_or_else(|problem| {
+                        let detail = format!("answered, but {problem}");
+                        row.deviation = Some(problem);
+                        detail
+                    }),
+                }
             })
         };
         match result {
@@ -419,6 +473,80 @@ fn describe_answer(report: &Report) -> String {
         detail.push_str(", switched to streaming");
     }
     detail
+}
+
+/// The tool the tool-calling scenario offers.
+fn weather_tool() -> Tool {
+    Tool::function(
+        "get_weather",
+        "The current weather in a city",
+        serde_json::json!({
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        }),
+    )
+}
+
+/// The check of "504 tool call on a reasoning model": the buffered attempt got its 504,
+/// the call came back through the switch to streaming, and the reassembled answer holds
+/// the tool call and the reasoning whole. The mock's tool call passes the prompt on as
+/// `{"input": prompt}` and its reasoning quotes the prompt, so a piece lost or garbled in
+/// reassembly shows as a mismatch.
+fn tool_call_and_reasoning_whole(
+    answer: &Answer<ChatCompletion>,
+    requests: &[RecordedRequest],
+) -> Result<String, String> {
+    let deliveries: Vec<(bool, u16)> = requests
+        .iter()
+        .map(|request| (request.stream, request.status))
+        .collect();
+    if deliveries != [(false, 504), (true, 200)] {
+        return Err(format!(
+            "expected a buffered 504 then a streamed 200, the mock saw (streamed, status) {deliveries:?}"
+        ));
+    }
+    if !answer.report.switched_to_streaming {
+        return Err("the report does not say it switched to streaming".to_owned());
+    }
+    let [call] = answer.tool_calls() else {
+        return Err(format!(
+            "expected one tool call, got {}",
+            answer.tool_calls().len()
+        ));
+    };
+    if call.id.is_empty() || call.function.name != "get_weather" {
+        return Err(format!(
+            "expected a call of get_weather with an id, got {:?} named {:?}",
+            call.id, call.function.name
+        ));
+    }
+    let arguments: serde_json::Value = call
+        .function
+        .parse_arguments()
+        .map_err(|error| format!("the tool call's arguments are not JSON ({error})"))?;
+    if arguments != serde_json::json!({ "input": WEATHER_PROMPT }) {
+        return Err(format!(
+            "the tool call's arguments are {}",
+            call.function.arguments
+        ));
+    }
+    if answer.finish_reason() != Some(&FinishReason::ToolCalls) {
+        return Err(format!(
+            "the finish reason is {:?}, not tool_calls",
+            answer.finish_reason()
+        ));
+    }
+    let reasoning = answer.reasoning().unwrap_or("");
+    if reasoning.is_empty() || !reasoning.contains(WEATHER_PROMPT) {
+        return Err(format!("the reasoning is {reasoning:?}"));
+    }
+    Ok(format!(
+        "{}; {} after {} chars of reasoning, both whole",
+        describe_answer(&answer.report),
+        crate::chat::tool_call_line(call),
+        reasoning.chars().count()
+    ))
 }
 
 fn describe_error(error: &CallError) -> String {
@@ -503,6 +631,78 @@ mod tests {
         assert!(titles.iter().any(|title| title.contains("reset")));
         assert!(titles.iter().any(|title| title.contains("outage")));
         assert!(titles.iter().any(|title| title.contains("stream")));
+        assert!(titles.iter().any(|title| title.contains("tool call")));
+    }
+
+    fn recorded(stream: bool, status: u16) -> RecordedRequest {
+        RecordedRequest {
+            at: Duration::ZERO,
+            method: "POST".to_owned(),
+            path: "/openai/v1/chat/completions".to_owned(),
+            route: Some(Route::ChatCompletions),
+            model: Some(REASONING_MODEL.to_owned()),
+            stream,
+            authorized: true,
+            headers: Vec::new(),
+            body: Vec::new(),
+            status,
+            response_headers: Vec::new(),
+        }
+    }
+
+    /// A switched answer with this message, as the mock would send it.
+    fn switched(message: &serde_json::Value) -> Answer<ChatCompletion> {
+        let completion = serde_json::from_value(serde_json::json!({
+            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}]
+        }))
+        .unwrap();
+        let mut report = Report::default();
+        report.switched_to_streaming = true;
+        Answer::new(completion, report)
+    }
+
+    #[test]
+    fn the_tool_call_check_finds_what_is_missing() {
+        let call = |arguments: &str| {
+            serde_json::json!([{"id": "call_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": arguments}}])
+        };
+        let whole_arguments = serde_json::json!({ "input": WEATHER_PROMPT }).to_string();
+        let reasoning = format!("Thinking about: {WEATHER_PROMPT}");
+        let whole = switched(&serde_json::json!({
+            "role": "assistant", "tool_calls": call(&whole_arguments),
+            "reasoning_content": reasoning,
+        }));
+        let switch = [recorded(false, 504), recorded(true, 200)];
+        let detail = tool_call_and_reasoning_whole(&whole, &switch).unwrap();
+        assert!(
+            detail.contains("get_weather({\"input\":\"What is the weather in Paris?\"})"),
+            "{detail}"
+        );
+
+        let no_switch = [recorded(false, 200)];
+        assert!(tool_call_and_reasoning_whole(&whole, &no_switch).is_err());
+        let no_reasoning = switched(&serde_json::json!({
+            "role": "assistant", "tool_calls": call(&whole_arguments),
+        }));
+        assert_eq!(
+            tool_call_and_reasoning_whole(&no_reasoning, &switch).unwrap_err(),
+            "the reasoning is \"\""
+        );
+        let cut = switched(&serde_json::json!({
+            "role": "assistant", "tool_calls": call(r#"{"input":"What is the"#),
+            "reasoning_content": reasoning,
+        }));
+        assert!(
+            tool_call_and_reasoning_whole(&cut, &switch)
+                .unwrap_err()
+                .starts_with("the tool call's arguments are not JSON")
+        );
+        let text = switched(&serde_json::json!({"role": "assistant", "content": "sunny"}));
+        assert_eq!(
+            tool_call_and_reasoning_whole(&text, &switch).unwrap_err(),
+            "expected one tool call, got 0"
+        );
     }
 
     #[test]

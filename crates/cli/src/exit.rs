@@ -11,7 +11,7 @@ pub(crate) const SUCCESS: u8 = 0;
 pub(crate) const DEMO_DEVIATION: u8 = 1;
 /// The command line was wrong: a malformed or out-of-range argument (clap uses 2 too).
 pub(crate) const USAGE: u8 = 2;
-/// The setup is wrong: no API key, an unusable base URL, an invalid policy file.
+/// The setup is wrong: no API key, an unusable base URL, an invalid policy or tools file.
 pub(crate) const CONFIG: u8 = 3;
 /// The API key is missing, wrong or expired (401, or 403 without a key).
 pub(crate) const AUTH: u8 = 4;
@@ -37,7 +37,7 @@ Exit codes:
   0  success
   1  the demo saw a scenario behave otherwise than designed
   2  bad command line or argument (for example `explain abc`, `explain 99999`, `explain 200`)
-  3  configuration: no API key, unusable base URL, invalid policy file
+  3  configuration: no API key, unusable base URL, invalid policy or tools file
   4  authentication: the API key is missing, wrong or expired (401)
   5  permission: the account may not do this (403)
   6  bad request: fix the request (400, 404)

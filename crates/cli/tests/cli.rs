@@ -4,10 +4,13 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use novita_mock::{Fault, MockServer, Route};
+use novita_mock::{Fault, MockServer, Route, Rule};
+use serde_json::{Value, json};
 
 const MODEL: &str = novita_mock::DEFAULT_MODELS[0];
 const FALLBACK: &str = novita_mock::DEFAULT_MODELS[1];
+/// The mock's reasoning model: it answers with `reasoning_content` first.
+const REASONER: &str = "deepseek/deepseek-r1";
 
 fn novita(args: &[&str]) -> Output {
     run(args, &[])
@@ -39,6 +42,47 @@ fn chat(server: &MockServer, key: &str, args: &[&str]) -> Output {
         ],
     )
 }
+
+/// Runs `novita chat --model MODEL ARGS` against `server` with its key.
+fn chat_model(server: &MockServer, model: &str, args: &[&str]) -> Output {
+    let base_url = server.base_url();
+    let mut all = vec!["chat", "--model", model];
+    all.extend_from_slice(args);
+    run(
+        &all,
+        &[
+            ("NOVITA_API_KEY", server.api_key()),
+            ("NOVITA_BASE_URL", base_url.as_str()),
+        ],
+    )
+}
+
+/// A file in the temporary directory, unique to this test process and `name`.
+fn temp_file(name: &str, contents: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("novita-cli-test-{}-{name}", std::process::id()));
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+/// A tools file with one OpenAI tool object and one bare function definition.
+fn tools_file() -> PathBuf {
+    let tools = json!([
+        {"type": "function", "function": {
+            "name": "get_weather", "description": "The current weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
+        {"name": "get_time", "description": "The local time in a city",
+         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}},
+    ]);
+    temp_file("tools.json", &tools.to_string())
+}
+
+/// The four ways to run a call: buffered and streamed, on either adapter.
+const DELIVERIES: [&[&str]; 4] = [
+    &[],
+    &["--blocking"],
+    &["--stream"],
+    &["--stream", "--blocking"],
+];
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).expect("UTF-8 output")
@@ -111,6 +155,23 @@ fn help_documents_the_exit_codes() {
         "  8  overloaded",
     ] {
         assert!(stdout.contains(line), "{line:?} missing:\n{stdout}");
+    }
+}
+
+#[test]
+fn chat_help_documents_the_output_forms() {
+    let output = novita(&["chat", "--help"]);
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = text(&output.stdout);
+    for expected in [
+        "--tools <FILE>",
+        "`tool call ID: NAME(ARGUMENTS)`",
+        "--tool-choice <CHOICE>",
+        "`[reasoning]` and `[end of reasoning]`",
+        "--json",
+        "With --stream it is the completion reassembled from the chunks",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} missing:\n{stdout}");
     }
 }
 
@@ -287,11 +348,337 @@ fn the_demo_plays_every_scenario_as_designed() {
     let stdout = text(&output.stdout);
     let last = stdout.lines().last().unwrap_or_default();
     assert!(
-        last.starts_with("34/34 scenario runs behaved as designed"),
+        last.starts_with("36/36 scenario runs behaved as designed"),
         "{stdout}"
     );
     assert!(
-        text(&output.stderr).contains("[34/34]"),
+        text(&output.stderr).contains("[36/36]"),
         "progress is shown"
     );
+}
+
+#[test]
+fn tool_calls_are_printed_buffered_and_streamed() {
+    let tools = tools_file();
+    for delivery in DELIVERIES {
+        let server = MockServer::start();
+        let mut args = delivery.to_vec();
+        args.extend(["--tools", tools.to_str().unwrap(), "Weather in Paris?"]);
+        let output = chat(&server, server.api_key(), &args);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{delivery:?}: {}",
+            text(&output.stderr)
+        );
+        assert_eq!(
+            text(&output.stdout),
+            "tool call call_mock_1_0: get_weather({\"input\":\"Weather in Paris?\"})\n",
+            "{delivery:?}"
+        );
+        let sent: Value = serde_json::from_slice(&server.requests()[0].body).unwrap();
+        assert_eq!(
+            sent["tools"],
+            json!([
+                {"type": "function", "function": {
+                    "name": "get_weather", "description": "The current weather in a city",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
+                {"type": "function", "function": {
+                    "name": "get_time", "description": "The local time in a city",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
+            ]),
+            "both shapes are sent as OpenAI tools"
+        );
+    }
+}
+
+#[test]
+fn text_and_several_tool_calls_print_in_order() {
+    let answer = json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": MODEL,
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": "Let me check both.",
+            "tool_calls": [
+                {"id": "call_a", "type": "function",
+                 "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+                {"id": "call_b", "type": "function",
+                 "function": {"name": "get_time", "arguments": "{\"city\":\"Paris, France\"}"}},
+            ]}}],
+    });
+    for delivery in DELIVERIES {
+        let server = MockServer::start();
+        server.script(
+            Route::ChatCompletions,
+            None,
+            [Fault::completion(answer.clone())],
+        );
+        let mut args = delivery.to_vec();
+        args.push("Weather and time in Paris?");
+        let output = chat(&server, server.api_key(), &args);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        assert_eq!(
+            text(&output.stdout),
+            "Let me check both.\n\
+             tool call call_a: get_weather({\"city\":\"Paris\"})\n\
+             tool call call_b: get_time({\"city\":\"Paris, France\"})\n",
+            "{delivery:?}"
+        );
+    }
+}
+
+#[test]
+fn tool_choice_is_sent_and_checked() {
+    let tools = tools_file();
+    let tools = tools.to_str().unwrap();
+    let server = MockServer::start();
+    let output = chat(
+        &server,
+        server.api_key(),
+        &[
+            "--tools",
+            tools,
+            "--tool-choice",
+            "get_time",
+            "Time in Paris?",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        "tool call call_mock_1_0: get_time({\"input\":\"Time in Paris?\"})\n"
+    );
+    let output = chat(
+        &server,
+        server.api_key(),
+        &["--tools", tools, "--tool-choice", "none", "Time in Paris?"],
+    );
+    assert_eq!(
+        text(&output.stdout),
+        format!("Mock reply from {MODEL}: Time in Paris?\n")
+    );
+    let sent: Vec<Value> = server
+        .requests()
+        .iter()
+        .map(|request| serde_json::from_slice(&request.body).unwrap())
+        .collect();
+    assert_eq!(
+        sent[0]["tool_choice"],
+        json!({"type": "function", "function": {"name": "get_time"}})
+    );
+    assert_eq!(sent[1]["tool_choice"], "none");
+
+    server.clear_requests();
+    let output = chat(
+        &server,
+        server.api_key(),
+        &["--tools", tools, "--tool-choice", "get_tmie", "hi"],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "novita: error: --tool-choice names `get_tmie`, which tools file {tools} does not \
+             define (it defines: get_weather, get_time)\n"
+        )
+    );
+    let output = chat(&server, server.api_key(), &["--tool-choice", "auto", "hi"]);
+    assert_eq!(output.status.code(), Some(2), "--tool-choice needs --tools");
+    assert!(server.requests().is_empty(), "nothing was sent");
+}
+
+#[test]
+fn reasoning_is_shown_on_stderr_when_asked() {
+    let server = MockServer::start();
+    for delivery in DELIVERIES {
+        let mut args = delivery.to_vec();
+        args.extend(["--reasoning", "Why is the sky blue?"]);
+        let output = chat_model(&server, REASONER, &args);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        assert_eq!(
+            text(&output.stdout),
+            format!("Mock reply from {REASONER}: Why is the sky blue?\n"),
+            "{delivery:?}"
+        );
+        assert_eq!(
+            text(&output.stderr),
+            "[reasoning]\nThinking about: Why is the sky blue?\n[end of reasoning]\n",
+            "{delivery:?}"
+        );
+        let output = chat_model(
+            &server,
+            REASONER,
+            &delivery[..]
+                .iter()
+                .copied()
+                .chain(["Why is the sky blue?"])
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(output.status.code(), Some(0));
+        assert!(
+            output.stderr.is_empty(),
+            "reasoning is shown only when asked: {}",
+            text(&output.stderr)
+        );
+    }
+    let output = chat(&server, server.api_key(), &["--reasoning", "hi"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        text(&output.stdout),
+        format!("Mock reply from {MODEL}: hi\n")
+    );
+    assert!(
+        text(&output.stderr).starts_with("novita: note: the answer carries no reasoning"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn json_prints_the_whole_completion() {
+    let tools = tools_file();
+    let mut completions = Vec::new();
+    for delivery in DELIVERIES {
+        let server = MockServer::start();
+        let mut args = delivery.to_vec();
+        args.extend([
+            "--json",
+            "--tools",
+            tools.to_str().unwrap(),
+            "Weather in Oslo?",
+        ]);
+        let output = chat_model(&server, REASONER, &args);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        assert!(output.stderr.is_empty(), "{}", text(&output.stderr));
+        let completion: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+            panic!("{delivery:?}: not JSON ({error}): {}", text(&output.stdout))
+        });
+        assert_eq!(completion["object"], "chat.completion", "{delivery:?}");
+        let message = &completion["choices"][0]["message"];
+        assert_eq!(
+            message["tool_calls"],
+            json!([{"id": "call_mock_1_0", "type": "function", "function": {
+                "name": "get_weather", "arguments": "{\"input\":\"Weather in Oslo?\"}"}}]),
+            "{delivery:?}"
+        );
+        assert_eq!(
+            message["reasoning_content"],
+            "Thinking about: Weather in Oslo?"
+        );
+        assert_eq!(completion["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(
+            completion["usage"]["completion_tokens_details"]["reasoning_tokens"], 5,
+            "the five words of the reasoning"
+        );
+        completions.push(completion);
+    }
+    for completion in &mut completions {
+        completion.as_object_mut().unwrap().remove("created");
+    }
+    assert!(
+        completions.iter().all(|c| *c == completions[0]),
+        "streamed and buffered give the same document: {completions:#?}"
+    );
+}
+
+#[test]
+fn a_bad_tools_file_exits_three_and_names_the_file() {
+    let server = MockServer::start();
+    let missing = std::env::temp_dir().join("novita-cli-test-no-such-tools.json");
+    let not_json = temp_file("not-json.json", "[{\"name\": \"get_weather\",]");
+    let object = temp_file("object.json", "{\"name\": \"get_weather\"}");
+    let nameless = temp_file("nameless.json", "[{\"description\": \"no name\"}]");
+    let cases = [
+        (
+            &missing,
+            format!(
+                "novita: error: cannot read tools file {}: ",
+                missing.display()
+            ),
+        ),
+        (
+            &not_json,
+            format!(
+                "novita: error: tools file {} is not JSON: key must be a string at line 1 column 25\n",
+                not_json.display()
+            ),
+        ),
+        (
+            &object,
+            format!(
+                "novita: error: tools file {}: expected a JSON array of tools, found an object\n",
+                object.display()
+            ),
+        ),
+        (
+            &nameless,
+            format!(
+                "novita: error: tools file {}: tools[0] is not a function definition \
+                 ({{\"name\": ..., \"parameters\": {{...}}}}): missing field `name`",
+                nameless.display()
+            ),
+        ),
+    ];
+    for (path, expected) in cases {
+        for delivery in [&[][..], &["--stream"][..]] {
+            let mut args = delivery.to_vec();
+            args.extend(["--tools", path.to_str().unwrap(), "hi"]);
+            let output = chat(&server, server.api_key(), &args);
+            assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+            assert!(
+                text(&output.stderr).starts_with(&expected),
+                "expected {expected:?}, got {:?}",
+                text(&output.stderr)
+            );
+            assert!(output.stdout.is_empty());
+        }
+    }
+    assert!(server.requests().is_empty(), "nothing was sent");
+}
+
+#[test]
+fn a_504_switched_to_streaming_keeps_tool_call_and_reasoning_whole() {
+    let tools = tools_file();
+    let tools = tools.to_str().unwrap();
+    for adapter in [&[][..], &["--blocking"][..]] {
+        let server = MockServer::start();
+        server.rule(Rule::new(Route::ChatCompletions, Fault::status(504)).buffered_only());
+        let mut args = adapter.to_vec();
+        args.extend(["--tools", tools, "--reasoning", "Weather in Lisbon?"]);
+        let output = chat_model(&server, REASONER, &args);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        assert_eq!(
+            text(&output.stdout),
+            "tool call call_mock_2_0: get_weather({\"input\":\"Weather in Lisbon?\"})\n",
+            "{adapter:?}"
+        );
+        assert_eq!(
+            text(&output.stderr),
+            "[reasoning]\nThinking about: Weather in Lisbon?\n[end of reasoning]\n",
+            "{adapter:?}"
+        );
+        let deliveries: Vec<(bool, u16)> = server
+            .requests()
+            .iter()
+            .map(|request| (request.stream, request.status))
+            .collect();
+        assert_eq!(deliveries, [(false, 504), (true, 200)], "{adapter:?}");
+
+        server.clear_requests();
+        let mut args = adapter.to_vec();
+        args.extend(["--tools", tools, "--json", "Weather in Lisbon?"]);
+        let output = chat_model(&server, REASONER, &args);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        let completion: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let message = &completion["choices"][0]["message"];
+        assert_eq!(
+            message["tool_calls"],
+            json!([{"id": "call_mock_4_0", "type": "function", "function": {
+                "name": "get_weather", "arguments": "{\"input\":\"Weather in Lisbon?\"}"}}])
+        );
+        assert_eq!(
+            message["reasoning_content"],
+            "Thinking about: Weather in Lisbon?"
+        );
+        assert_eq!(server.requests().len(), 2, "again a 504, then the stream");
+    }
 }

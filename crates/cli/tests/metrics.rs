@@ -103,8 +103,8 @@ fn the_demo_serves_prometheus_metrics() {
     forward("stderr", child.stderr.take().unwrap(), sender);
     let _running = Running(child);
 
-    // Wait for the report: the last progress line on stderr (`[34/34] ...`) and the summary
-    // on stdout (`34/34 scenario runs behaved as designed; ...`).
+    // Wait for the report: the last progress line on stderr (`[36/36] ...`) and the summary
+    // on stdout (`36/36 scenario runs behaved as designed; ...`).
     let (mut announced, mut last_run, mut summary) = (false, false, None);
     let mut seen = Vec::new();
     while !(last_run && summary.is_some()) {

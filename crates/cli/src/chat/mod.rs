@@ -1,12 +1,21 @@
 //! `novita chat`: one chat completion through either adapter, with the policy applied.
+//!
+//! What it prints is in [`output`]: the text, tool calls and refusals on stdout (or the
+//! whole completion as JSON), the reasoning on stderr when asked. Tools come from a JSON
+//! file ([`tools`]).
 
-use std::io::Write as _;
 use std::path::PathBuf;
 
-use novita_core::wire::{ChatChunk, ChatCompletion, ChatRequest};
-use novita_core::{Answer, Error as CallError, Report};
+use novita_core::wire::{ChatRequest, Tool, ToolChoice};
+use novita_core::{Error as CallError, Report};
 
 use crate::exit;
+
+mod output;
+mod tools;
+
+pub(crate) use output::tool_call_line;
+use output::{Show, StreamPrinter};
 
 /// Arguments of `novita chat`.
 #[derive(Debug, clap::Args)]
@@ -26,11 +35,53 @@ pub(crate) struct Args {
     /// A policy file (TOML); see novita-policy's PolicyConfig for the keys.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Offer the model the tools defined in FILE (JSON); tool calls print as
+    /// `tool call ID: NAME(ARGUMENTS)`.
+    ///
+    /// FILE holds a JSON array of OpenAI tool objects ({"type": "function", "function":
+    /// {"name": ...}}) or of bare function definitions ({"name": ..., "description": ...,
+    /// "parameters": {...}}), mixed as you like. Each tool call the model makes is printed
+    /// on stdout, after any text, as one line: `tool call ID: NAME(ARGUMENTS)`, the
+    /// arguments being the JSON the model wrote (line breaks turned into spaces).
+    #[arg(long, value_name = "FILE")]
+    tools: Option<PathBuf>,
+    /// Whether the model must call a tool: auto (it decides), none, required, or the name
+    /// of the function to call.
+    #[arg(
+        long,
+        value_name = "CHOICE",
+        requires = "tools",
+        value_parser = tools::parse_choice
+    )]
+    tool_choice: Option<ToolChoice>,
+    /// Show a reasoning model's reasoning on stderr, before the answer.
+    ///
+    /// The reasoning of a model such as deepseek/deepseek-r1 goes to stderr between
+    /// `[reasoning]` and `[end of reasoning]` lines, before the answer (with --stream, as it
+    /// arrives), so stdout keeps only the answer.
+    #[arg(long)]
+    reasoning: bool,
+    /// Print the whole answer as one JSON document (the chat.completion object).
+    ///
+    /// It replaces the text and tool-call lines on stdout. With --stream it is the
+    /// completion reassembled from the chunks, printed once the stream has ended, so both
+    /// deliveries print the same kind of document.
+    #[arg(long)]
+    json: bool,
     /// Print every attempt and decision on stderr as it happens.
     #[arg(short, long)]
     verbose: bool,
     /// The prompt.
     prompt: String,
+}
+
+impl Args {
+    fn show(&self) -> Show {
+        Show {
+            json: self.json,
+            reasoning: self.reasoning,
+        }
+    }
 }
 
 /// Why `chat` failed, with the exit code it maps to.
@@ -40,13 +91,18 @@ pub(crate) enum Failure {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The tools file cannot be read or is not an array of tools; the message says which.
+    ToolsFile(String),
+    /// The command line contradicts itself (a `--tool-choice` no tool answers to).
+    Usage(String),
     Call(CallError),
 }
 
 impl Failure {
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            Failure::PolicyFile { .. } => exit::CONFIG,
+            Failure::PolicyFile { .. } | Failure::ToolsFile(_) => exit::CONFIG,
+            Failure::Usage(_) => exit::USAGE,
             Failure::Call(error) => exit::for_error(error),
         }
     }
@@ -57,6 +113,7 @@ impl Failure {
             Failure::PolicyFile { path, source } => {
                 format!("cannot read policy file {}: {source}", path.display())
             }
+            Failure::ToolsFile(message) | Failure::Usage(message) => message.clone(),
             Failure::Call(error) => error.advice(),
         }
     }
@@ -83,12 +140,26 @@ pub(crate) fn run(args: &Args) -> Result<(), Failure> {
         }
         None => None,
     };
-    let request = ChatRequest::new(&args.model, &args.prompt);
+    let request = request(args)?;
     if args.blocking {
         run_blocking(args, policy, &request)
     } else {
         run_async(args, policy, &request)
     }
+}
+
+/// The request `args` describe, with the tools of `--tools`.
+fn request(args: &Args) -> Result<ChatRequest, Failure> {
+    let mut request = ChatRequest::new(&args.model, &args.prompt);
+    if let Some(path) = &args.tools {
+        let tools: Vec<Tool> = tools::load(path).map_err(Failure::ToolsFile)?;
+        if let Some(choice) = &args.tool_choice {
+            tools::check_choice(choice, &tools, path).map_err(Failure::Usage)?;
+            request = request.tool_choice(choice.clone());
+        }
+        request = request.tools(tools);
+    }
+    Ok(request)
 }
 
 fn run_blocking(args: &Args, policy: Option<String>, request: &ChatRequest) -> Result<(), Failure> {
@@ -99,14 +170,16 @@ fn run_blocking(args: &Args, policy: Option<String>, request: &ChatRequest) -> R
     let client = builder.build()?;
     if args.stream {
         let mut stream = client.chat_stream(request)?;
-        let mut printer = StreamPrinter::new();
+        let mut printer = StreamPrinter::new(args.show(), stream.model());
         for chunk in stream.by_ref() {
             printer.print(chunk)?;
         }
         printer.finish();
         report(args, stream.report());
     } else {
-        print_answer(args, &client.chat(request)?);
+        let answer = client.chat(request)?;
+        output::print_completion(args.show(), &answer);
+        report(args, &answer.report);
     }
     Ok(())
 }
@@ -125,56 +198,19 @@ fn run_async(args: &Args, policy: Option<String>, request: &ChatRequest) -> Resu
         let client = builder.build()?;
         if args.stream {
             let mut stream = client.chat_stream(request).await?;
-            let mut printer = StreamPrinter::new();
+            let mut printer = StreamPrinter::new(args.show(), stream.model());
             while let Some(chunk) = stream.next_chunk().await {
                 printer.print(chunk)?;
             }
             printer.finish();
             report(args, stream.report());
         } else {
-            print_answer(args, &client.chat(request).await?);
+            let answer = client.chat(request).await?;
+            output::print_completion(args.show(), &answer);
+            report(args, &answer.report);
         }
         Ok(())
     })
-}
-
-/// Prints a streamed answer as it arrives, for either adapter's stream.
-struct StreamPrinter {
-    stdout: std::io::StdoutLock<'static>,
-}
-
-impl StreamPrinter {
-    fn new() -> Self {
-        Self {
-            stdout: std::io::stdout().lock(),
-        }
-    }
-
-    /// Prints one chunk; a broken stream ends the line and hands back its error.
-    fn print(&mut self, chunk: Result<ChatChunk, CallError>) -> Result<(), CallError> {
-        // A closed stdout (`novita chat ... | head`) is not worth reporting.
-        match chunk {
-            Ok(chunk) => {
-                let _ = write!(self.stdout, "{}", chunk.text());
-                let _ = self.stdout.flush();
-                Ok(())
-            }
-            Err(error) => {
-                let _ = writeln!(self.stdout);
-                Err(error)
-            }
-        }
-    }
-
-    fn finish(mut self) {
-        let _ = writeln!(self.stdout);
-    }
-}
-
-fn print_answer(args: &Args, answer: &Answer<ChatCompletion>) {
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{}", answer.text());
-    report(args, &answer.report);
 }
 
 fn report(args: &Args, report: &Report) {
