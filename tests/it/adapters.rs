@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use novita_mock::MockServer;
+use novita_ureq::wire::Limits;
 use novita_ureq::{
     Answer, ChatChunk, ChatCompletion, ChatRequest, Error as CallError, PolicyConfig,
 };
@@ -16,6 +17,9 @@ pub(crate) struct Setup {
     pub(crate) fallback_models: Vec<String>,
     pub(crate) policy: PolicyConfig,
     pub(crate) request_timeout: Option<Duration>,
+    pub(crate) stream_total: Option<Duration>,
+    pub(crate) max_success_body: Option<usize>,
+    pub(crate) stream_limits: Option<Limits>,
 }
 
 impl Setup {
@@ -26,6 +30,9 @@ impl Setup {
             fallback_models: Vec::new(),
             policy: crate::fast_policy(),
             request_timeout: None,
+            stream_total: None,
+            max_success_body: None,
+            stream_limits: None,
         }
     }
 }
@@ -65,19 +72,27 @@ pub(crate) const KINDS: [Kind; 2] = [Kind::Blocking, Kind::Async];
 
 /// One adapter built from `setup`.
 pub(crate) fn adapter(kind: Kind, setup: &Setup) -> Box<dyn Adapter> {
-    match kind {
-        Kind::Blocking => Box::new(Blocking::new(setup)),
-        Kind::Async => Box::new(Async::new(setup)),
-    }
+    try_adapter(kind, setup).unwrap_or_else(|error| panic!("the {kind:?} client builds: {error}"))
+}
+
+/// One adapter built from `setup`, or the builder's error.
+pub(crate) fn try_adapter(kind: Kind, setup: &Setup) -> Result<Box<dyn Adapter>, CallError> {
+    Ok(match kind {
+        Kind::Blocking => Box::new(Blocking::new(setup)?),
+        Kind::Async => Box::new(Async::new(setup)?),
+    })
 }
 
 struct Blocking(novita_ureq::Client);
 
 impl Blocking {
-    fn new(setup: &Setup) -> Self {
+    fn new(setup: &Setup) -> Result<Self, CallError> {
         let mut timeouts = novita_ureq::Timeouts::default();
         if let Some(request) = setup.request_timeout {
             timeouts.request = request;
+        }
+        if let Some(total) = setup.stream_total {
+            timeouts.stream_total = total;
         }
         let client = novita_ureq::Client::builder()
             .api_key(&setup.api_key)
@@ -85,10 +100,11 @@ impl Blocking {
             .fallback_models(setup.fallback_models.clone())
             .policy(setup.policy.clone())
             .timeouts(timeouts)
+            .max_success_body(setup.max_success_body.unwrap_or(64 << 20))
+            .stream_limits(setup.stream_limits.unwrap_or_default())
             .seed(1)
-            .build()
-            .expect("the blocking client builds");
-        Self(client)
+            .build()?;
+        Ok(Self(client))
     }
 }
 
@@ -161,10 +177,13 @@ struct Async {
 }
 
 impl Async {
-    fn new(setup: &Setup) -> Self {
+    fn new(setup: &Setup) -> Result<Self, CallError> {
         let mut timeouts = novita_reqwest::Timeouts::default();
         if let Some(request) = setup.request_timeout {
             timeouts.request = request;
+        }
+        if let Some(total) = setup.stream_total {
+            timeouts.stream_total = total;
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -178,11 +197,12 @@ impl Async {
                 .fallback_models(setup.fallback_models.clone())
                 .policy(setup.policy.clone())
                 .timeouts(timeouts)
+                .max_success_body(setup.max_success_body.unwrap_or(64 << 20))
+                .stream_limits(setup.stream_limits.unwrap_or_default())
                 .seed(1)
                 .build()
-                .expect("the async client builds")
-        });
-        Self { client, runtime }
+        })?;
+        Ok(Self { client, runtime })
     }
 }
 

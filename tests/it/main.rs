@@ -6,6 +6,7 @@
 //! mock recorded (arrival times), as lower bounds only; nothing here sleeps to synchronise.
 
 mod adapters;
+mod hostile;
 mod outage;
 mod payloads;
 mod scenarios;

@@ -11,7 +11,7 @@ use novita_core::{Answer, Attempt, BoxError, CallDriver, Poll, Received, Request
 use serde_json::Value;
 use tracing::Instrument;
 
-use crate::stream::{ChatStream, Step};
+use crate::stream::{Bounds, ChatStream, Step};
 use crate::transport::classify;
 use crate::{Client, Error};
 
@@ -24,12 +24,12 @@ impl Client {
     /// [`Error::GaveUp`] when the policy stops; [`Error::Encode`] / [`Error::Decode`] for
     /// JSON that cannot be written or read.
     pub async fn chat(&self, request: &ChatRequest) -> Result<Answer<ChatCompletion>, Error> {
-        let idle = self.core.timeouts().stream_idle;
+        let bounds = self.bounds();
         self.execute(Request::chat(request), |response, attempt| async move {
             match attempt.delivery {
-                Delivery::Buffered => read_json(response, "chat completion").await,
+                Delivery::Buffered => read_json(response, "chat completion", bounds).await,
                 Delivery::Streamed => {
-                    assemble(ChatStream::new(response, attempt.model, idle)).await
+                    assemble(ChatStream::new(response, attempt.model, bounds)).await
                 }
             }
         })
@@ -44,12 +44,12 @@ impl Client {
     /// # Errors
     /// As for [`chat`](Self::chat), for everything before the first byte of the stream.
     pub async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, Error> {
-        let idle = self.core.timeouts().stream_idle;
+        let bounds = self.bounds();
         let answer = self
             .execute(
                 Request::chat_stream(request),
                 |response, attempt| async move {
-                    Received::Value(ChatStream::new(response, attempt.model, idle))
+                    Received::Value(ChatStream::new(response, attempt.model, bounds))
                 },
             )
             .await?;
@@ -61,8 +61,9 @@ impl Client {
     /// # Errors
     /// As for [`chat`](Self::chat).
     pub async fn models(&self) -> Result<Answer<Vec<Model>>, Error> {
+        let bounds = self.bounds();
         self.execute(Request::get("models"), |response, _| async move {
-            read_json::<ModelList>(response, "model list")
+            read_json::<ModelList>(response, "model list", bounds)
                 .await
                 .map(|list| list.data)
         })
@@ -76,14 +77,14 @@ impl Client {
     /// # Errors
     /// As for [`chat`](Self::chat).
     pub async fn post_json(&self, route: &str, body: &Value) -> Result<Answer<Value>, Error> {
-        let idle = self.core.timeouts().stream_idle;
+        let bounds = self.bounds();
         self.execute(Request::post(route, body), |response, attempt| async move {
             match attempt.delivery {
                 // Only the chat route is ever switched to streaming.
-                Delivery::Streamed => assemble(ChatStream::new(response, attempt.model, idle))
+                Delivery::Streamed => assemble(ChatStream::new(response, attempt.model, bounds))
                     .await
                     .into_json(),
-                Delivery::Buffered => read_json(response, "response").await,
+                Delivery::Buffered => read_json(response, "response", bounds).await,
             }
         })
         .await
@@ -141,15 +142,15 @@ impl Client {
     }
 
     /// Sends one attempt and waits for the response headers: a `POST` of its body, or a
-    /// `GET` when there is none. A buffered attempt is bounded as a whole by
-    /// [`Timeouts::request`](crate::Timeouts::request), body included; a streamed one only
-    /// until its headers arrive, after which the stream's idle timeout takes over.
-    /// The body moves into the request, so it is not copied.
+    /// `GET` when there is none. The attempt is bounded as a whole by its
+    /// [`time_limit`](Attempt::time_limit), body included, however slowly the bytes come;
+    /// a streamed one also by [`headers_within`](Attempt::headers_within) until its
+    /// headers arrive, and then by the idle timeout between pieces. The body moves into
+    /// the request, so it is not copied.
     async fn send(
         &self,
         attempt: &mut Attempt,
     ) -> Result<reqwest::Response, (Transport, BoxError)> {
-        let timeout = self.core.timeouts().request;
         let builder = match attempt.body.take() {
             None => self.http.get(&attempt.url),
             Some(bytes) => self
@@ -158,20 +159,23 @@ impl Client {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(bytes),
         };
-        let builder = builder.header(
-            reqwest::header::AUTHORIZATION,
-            self.core.settings().key.bearer(),
-        );
+        let builder = builder
+            .header(
+                reqwest::header::AUTHORIZATION,
+                self.core.settings().key.bearer(),
+            )
+            .timeout(attempt.time_limit);
         let sent = match attempt.delivery {
-            Delivery::Buffered => builder.timeout(timeout).send().await,
+            Delivery::Buffered => builder.send().await,
             Delivery::Streamed => {
                 let builder = builder.header(reqwest::header::ACCEPT, "text/event-stream");
-                match tokio::time::timeout(timeout, builder.send()).await {
+                let within = attempt.headers_within;
+                match tokio::time::timeout(within, builder.send()).await {
                     Ok(sent) => sent,
                     Err(_) => {
                         let error = io::Error::new(
                             io::ErrorKind::TimedOut,
-                            format!("no response headers within {} ms", timeout.as_millis()),
+                            format!("no response headers within {} ms", within.as_millis()),
                         );
                         return Err((Transport::TimeoutBeforeHeaders, Box::new(error)));
                     }
@@ -184,6 +188,15 @@ impl Client {
                 Box::new(error) as BoxError,
             )
         })
+    }
+
+    /// What bounds reading a response of this client.
+    fn bounds(&self) -> Bounds {
+        Bounds {
+            idle: self.core.timeouts().stream_idle,
+            max_success_body: self.core.max_success_body(),
+            stream_limits: self.core.stream_limits(),
+        }
     }
 }
 
@@ -209,28 +222,58 @@ pub(crate) async fn read_bounded(
     body
 }
 
-/// Reads a whole successful body and decodes it.
+/// Reads a whole successful body of at most `bounds.max_success_body` bytes and decodes
+/// it. A body announced or found larger is refused without reading the rest.
 async fn read_json<T: serde::de::DeserializeOwned>(
-    response: reqwest::Response,
+    mut response: reqwest::Response,
     what: &'static str,
+    bounds: Bounds,
 ) -> Received<T> {
     let status = response.status().as_u16();
-    match response.bytes().await {
-        Ok(bytes) => match serde_json::from_slice(&bytes) {
-            Ok(value) => Received::Value(value),
-            Err(error) => Received::Invalid(Error::Decode {
-                what,
-                status,
-                source: Box::new(error),
-            }),
-        },
-        Err(error) => Received::Broken(classify(&error, Phase::Body), Some(Box::new(error))),
+    let limit = bounds.max_success_body;
+    let too_large = || {
+        Received::Invalid(Error::Decode {
+            what,
+            status,
+            source: format!(
+                "the body is larger than {limit} bytes, the client's bound; the server is \
+                 misbehaving, or raise it with the builder's max_success_body"
+            )
+            .into(),
+        })
+    };
+    let announced = response.content_length().unwrap_or(0);
+    if usize::try_from(announced).map_or(true, |announced| announced > limit) {
+        return too_large();
+    }
+    let mut body = Vec::with_capacity(usize::try_from(announced).unwrap_or(0));
+    loop {
+        match response.chunk().await {
+            Ok(Some(piece)) => {
+                if piece.len() > limit - body.len() {
+                    return too_large();
+                }
+                body.extend_from_slice(&piece);
+            }
+            Ok(None) => break,
+            Err(error) => {
+                return Received::Broken(classify(&error, Phase::Body), Some(Box::new(error)));
+            }
+        }
+    }
+    match serde_json::from_slice(&body) {
+        Ok(value) => Received::Value(value),
+        Err(error) => Received::Invalid(Error::Decode {
+            what,
+            status,
+            source: Box::new(error),
+        }),
     }
 }
 
 /// Reads a whole stream and reassembles it into one completion.
 async fn assemble(mut stream: ChatStream) -> Received<ChatCompletion> {
-    let mut assembler = Assembler::new();
+    let mut assembler = Assembler::with_limits(stream.limits());
     loop {
         match stream.step().await {
             Step::Chunk(chunk) => {

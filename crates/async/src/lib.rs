@@ -175,6 +175,21 @@ impl ClientBuilder {
         self
     }
 
+    /// The most bytes of a successful, non-streamed body read. A larger one ends the call
+    /// with [`Error::Decode`] instead of filling memory. Default 64 MiB.
+    pub fn max_success_body(mut self, bytes: usize) -> Self {
+        self.options.max_success_body = Some(bytes);
+        self
+    }
+
+    /// Bounds on what a stream may make the client hold: the size of one event, the
+    /// number of choices and of tool calls. Crossing one breaks the stream with a typed
+    /// error. Default: [`wire::Limits::default`].
+    pub fn stream_limits(mut self, limits: wire::Limits) -> Self {
+        self.options.stream_limits = limits;
+        self
+    }
+
     /// Seeds the jitter, for reproducible runs. Default: a random seed per client.
     pub fn seed(mut self, seed: u64) -> Self {
         self.options.seed = Some(seed);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::Stream;
 use http_body_util::BodyStream;
 use novita_core::policy::{Phase, Transport};
-use novita_core::wire::{ChatChunk, Next, StreamBreak, StreamParser};
+use novita_core::wire::{ChatChunk, Limits, Next, StreamBreak, StreamParser};
 use novita_core::{BoxError, Report};
 use tokio::time::{Instant, Sleep};
 
@@ -35,10 +35,21 @@ pub struct ChatStream {
     /// When the silence since the last piece becomes too long.
     deadline: Pin<Box<Sleep>>,
     parser: StreamParser,
+    limits: Limits,
     model: String,
     report: Report,
     /// The HTTP client's error behind a [`StreamBreak::Failed`], handed on as the source.
     failure: Option<BoxError>,
+}
+
+/// What bounds reading one response: the silence between pieces, the size of a buffered
+/// body, and what a stream may make the client hold. (The attempt's whole time is bounded
+/// by the request's own timeout.)
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bounds {
+    pub(crate) idle: Duration,
+    pub(crate) max_success_body: usize,
+    pub(crate) stream_limits: Limits,
 }
 
 /// What the next step of a stream produced, for the adapter's own use.
@@ -64,12 +75,14 @@ impl fmt::Debug for ChatStream {
 
 impl ChatStream {
     /// Must be called inside a tokio runtime (it arms the idle timer).
-    pub(crate) fn new(response: reqwest::Response, model: String, idle: Duration) -> Self {
+    pub(crate) fn new(response: reqwest::Response, model: String, bounds: Bounds) -> Self {
+        let idle = bounds.idle;
         Self {
             body: BodyStream::new(reqwest::Body::from(response)),
             idle,
             deadline: Box::pin(tokio::time::sleep_until(deadline_after(idle))),
-            parser: StreamParser::new(),
+            parser: StreamParser::with_limits(bounds.stream_limits),
+            limits: bounds.stream_limits,
             model,
             report: Report::default(),
             failure: None,
@@ -80,6 +93,11 @@ impl ChatStream {
     pub(crate) fn with_report(mut self, report: Report) -> Self {
         self.report = report;
         self
+    }
+
+    /// The bounds this stream is held to.
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// The model that is answering.

@@ -12,9 +12,6 @@ use crate::stream::{ChatStream, Step};
 use crate::transport::classify;
 use crate::{Client, Error};
 
-/// The most bytes of a successful body read into memory (answers are far smaller).
-const MAX_SUCCESS_BODY: u64 = 64 * 1024 * 1024;
-
 type Response = ureq::http::Response<ureq::Body>;
 
 impl Client {
@@ -28,8 +25,8 @@ impl Client {
     pub fn chat(&self, request: &ChatRequest) -> Result<Answer<ChatCompletion>, Error> {
         self.execute(Request::chat(request), |response, attempt| {
             match attempt.delivery {
-                Delivery::Buffered => read_json(response, "chat completion"),
-                Delivery::Streamed => assemble(ChatStream::new(response, attempt.model)),
+                Delivery::Buffered => read_json(response, "chat completion", self.success_limit()),
+                Delivery::Streamed => assemble(self.open_stream(response, attempt.model)),
             }
         })
     }
@@ -43,7 +40,7 @@ impl Client {
     /// As for [`chat`](Self::chat), for everything before the first byte of the stream.
     pub fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, Error> {
         let answer = self.execute(Request::chat_stream(request), |response, attempt| {
-            Received::Value(ChatStream::new(response, attempt.model))
+            Received::Value(self.open_stream(response, attempt.model))
         })?;
         Ok(answer.value.with_report(answer.report))
     }
@@ -54,7 +51,8 @@ impl Client {
     /// As for [`chat`](Self::chat).
     pub fn models(&self) -> Result<Answer<Vec<Model>>, Error> {
         self.execute(Request::get("models"), |response, _| {
-            read_json::<ModelList>(response, "model list").map(|list| list.data)
+            read_json::<ModelList>(response, "model list", self.success_limit())
+                .map(|list| list.data)
         })
     }
 
@@ -69,9 +67,9 @@ impl Client {
             match attempt.delivery {
                 // Only the chat route is ever switched to streaming.
                 Delivery::Streamed => {
-                    assemble(ChatStream::new(response, attempt.model)).into_json()
+                    assemble(self.open_stream(response, attempt.model)).into_json()
                 }
-                Delivery::Buffered => read_json(response, "response"),
+                Delivery::Buffered => read_json(response, "response", self.success_limit()),
             }
         })
     }
@@ -117,11 +115,12 @@ impl Client {
         }
     }
 
-    /// Sends one attempt: a `POST` of its body, or a `GET` when there is none. A buffered
-    /// attempt is bounded as a whole by the request timeout; a streamed one only until its
-    /// headers arrive, then by the idle timeout between reads.
+    /// Sends one attempt: a `POST` of its body, or a `GET` when there is none. The attempt
+    /// is bounded as a whole by its [`time_limit`](Attempt::time_limit), body included,
+    /// however slowly the bytes come; a streamed one also by
+    /// [`headers_within`](Attempt::headers_within) until its headers arrive and by the idle
+    /// timeout between reads.
     fn send(&self, attempt: &Attempt) -> Result<Response, ureq::Error> {
-        let timeouts = self.core.timeouts();
         let authorization = self.core.settings().key.bearer();
         let Some(body) = &attempt.body else {
             return self
@@ -129,7 +128,7 @@ impl Client {
                 .get(&attempt.url)
                 .header("authorization", &authorization)
                 .config()
-                .timeout_global(Some(timeouts.request))
+                .timeout_global(Some(attempt.time_limit))
                 .build()
                 .call();
         };
@@ -142,15 +141,26 @@ impl Client {
             Delivery::Streamed => builder
                 .header("accept", "text/event-stream")
                 .config()
-                .timeout_recv_response(Some(timeouts.request))
-                .timeout_per_read(Some(timeouts.stream_idle))
+                .timeout_global(Some(attempt.time_limit))
+                .timeout_recv_response(Some(attempt.headers_within))
+                .timeout_per_read(Some(self.core.timeouts().stream_idle))
                 .build(),
             Delivery::Buffered => builder
                 .config()
-                .timeout_global(Some(timeouts.request))
+                .timeout_global(Some(attempt.time_limit))
                 .build(),
         };
         builder.send(&body[..])
+    }
+
+    /// The most bytes of a successful body this client reads.
+    fn success_limit(&self) -> u64 {
+        u64::try_from(self.core.max_success_body()).unwrap_or(u64::MAX)
+    }
+
+    /// A stream over `response`, held to this client's stream limits.
+    fn open_stream(&self, response: Response, model: String) -> ChatStream {
+        ChatStream::new(response, model, self.core.stream_limits())
     }
 }
 
@@ -168,17 +178,14 @@ fn read_bounded(response: &mut Response, limit: usize) -> Vec<u8> {
     body
 }
 
+/// Reads a whole successful body of at most `limit` bytes and decodes it.
 fn read_json<T: serde::de::DeserializeOwned>(
     mut response: Response,
     what: &'static str,
+    limit: u64,
 ) -> Received<T> {
     let status = response.status().as_u16();
-    match response
-        .body_mut()
-        .with_config()
-        .limit(MAX_SUCCESS_BODY)
-        .read_to_vec()
-    {
+    match response.body_mut().with_config().limit(limit).read_to_vec() {
         Ok(bytes) => match serde_json::from_slice(&bytes) {
             Ok(value) => Received::Value(value),
             Err(error) => Received::Invalid(Error::Decode {
@@ -190,15 +197,23 @@ fn read_json<T: serde::de::DeserializeOwned>(
         Err(ureq::Error::BodyExceedsLimit(limit)) => Received::Invalid(Error::Decode {
             what,
             status,
-            source: format!("the body is larger than {limit} bytes").into(),
+            source: too_large(limit).into(),
         }),
         Err(error) => Received::Broken(classify(&error, Phase::Body), Some(Box::new(error))),
     }
 }
 
+/// Why a body over the bound was refused, and what to do about it.
+fn too_large(limit: u64) -> String {
+    format!(
+        "the body is larger than {limit} bytes, the client's bound; the server is \
+         misbehaving, or raise it with the builder's max_success_body"
+    )
+}
+
 /// Reads a whole stream and reassembles it into one completion.
 fn assemble(mut stream: ChatStream) -> Received<ChatCompletion> {
-    let mut assembler = Assembler::new();
+    let mut assembler = Assembler::with_limits(stream.limits());
     loop {
         match stream.step() {
             Step::Chunk(chunk) => {

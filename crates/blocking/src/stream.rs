@@ -4,7 +4,7 @@ use std::fmt;
 use std::io::Read;
 
 use novita_core::policy::Phase;
-use novita_core::wire::{ChatChunk, Next, StreamBreak, StreamParser};
+use novita_core::wire::{ChatChunk, Limits, Next, StreamBreak, StreamParser};
 use novita_core::{BoxError, Report};
 
 use crate::Error;
@@ -20,6 +20,7 @@ use crate::transport::classify_io;
 pub struct ChatStream {
     reader: ureq::BodyReader<'static>,
     parser: StreamParser,
+    limits: Limits,
     model: String,
     report: Report,
     /// The HTTP client's error behind a [`StreamBreak::Failed`], handed on as the source.
@@ -48,10 +49,15 @@ pub(crate) enum Step {
 }
 
 impl ChatStream {
-    pub(crate) fn new(response: ureq::http::Response<ureq::Body>, model: String) -> Self {
+    pub(crate) fn new(
+        response: ureq::http::Response<ureq::Body>,
+        model: String,
+        limits: Limits,
+    ) -> Self {
         Self {
             reader: response.into_body().into_reader(),
-            parser: StreamParser::new(),
+            parser: StreamParser::with_limits(limits),
+            limits,
             model,
             report: Report::default(),
             failure: None,
@@ -62,6 +68,11 @@ impl ChatStream {
     pub(crate) fn with_report(mut self, report: Report) -> Self {
         self.report = report;
         self
+    }
+
+    /// The bounds this stream is held to.
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// The model that is answering.

@@ -96,6 +96,11 @@ mod tests {
     #[test]
     fn setup_errors_are_configuration() {
         assert_eq!(for_error(&Error::MissingKey), CONFIG);
-        assert_eq!(for_error(&Error::BaseUrl { url: "x".into() }), CONFIG);
+        let bad_url = Error::BaseUrl {
+            url: "x".into(),
+            from: "the client builder",
+            problem: "no scheme",
+        };
+        assert_eq!(for_error(&bad_url), CONFIG);
     }
 }

@@ -6,7 +6,9 @@
 //! draws from. It also owns the client's monotonic clock, so every call of a client
 //! measures time from the same origin.
 
+use std::cell::OnceCell;
 use std::collections::hash_map::RandomState;
+use std::env::VarError;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -15,7 +17,10 @@ use novita_policy::{BreakerState, ClientState, Clock, Policy, PolicyConfig, Spli
 
 use crate::error::Error;
 use crate::key::KeySource;
-use crate::settings::{DEFAULT_MAX_ERROR_BODY, Options, Settings, Timeouts};
+use crate::settings::{
+    DEFAULT_MAX_ERROR_BODY, DEFAULT_MAX_SUCCESS_BODY, Options, Settings, Timeouts,
+};
+use crate::wire::Limits;
 
 /// What every call of one client shares: settings, policy, state, clock and randomness.
 #[derive(Debug)]
@@ -25,6 +30,8 @@ pub struct ClientCore {
     fallback_models: Vec<String>,
     timeouts: Timeouts,
     max_error_body: usize,
+    max_success_body: usize,
+    stream_limits: Limits,
     origin: Instant,
     /// Locked only inside the driver's and the accessors' own methods, never across I/O.
     shared: Mutex<Shared>,
@@ -43,7 +50,24 @@ impl ClientCore {
     /// # Errors
     /// No key, an unusable base URL, or an invalid policy configuration.
     pub fn from_options(options: Options) -> Result<Self, Error> {
-        Self::new(options, |name| std::env::var(name).ok())
+        // A variable that is set but not UTF-8 is neither used nor taken for unset: taking
+        // it for unset would send the key to the default host.
+        let unreadable = OnceCell::new();
+        let core = Self::new(options, |name| match std::env::var(name) {
+            Ok(value) => Some(value),
+            Err(VarError::NotPresent) => None,
+            Err(VarError::NotUnicode(_)) => {
+                let _ = unreadable.set(name.to_owned());
+                None
+            }
+        });
+        match unreadable.into_inner() {
+            Some(name) => Err(Error::Setting {
+                setting: format!("the {name} environment variable"),
+                problem: "it is set but is not valid UTF-8; fix or unset it".to_owned(),
+            }),
+            None => core,
+        }
     }
 
     /// Checks `options`, filling gaps from the environment as `env` reads it (so tests
@@ -83,6 +107,8 @@ impl ClientCore {
             fallback_models: options.fallback_models,
             timeouts: options.timeouts,
             max_error_body: options.max_error_body.unwrap_or(DEFAULT_MAX_ERROR_BODY),
+            max_success_body: options.max_success_body.unwrap_or(DEFAULT_MAX_SUCCESS_BODY),
+            stream_limits: options.stream_limits,
             origin: Instant::now(),
         })
     }
@@ -149,6 +175,18 @@ impl ClientCore {
     #[must_use]
     pub fn max_error_body(&self) -> usize {
         self.max_error_body
+    }
+
+    /// The most bytes of a successful body the adapter reads.
+    #[must_use]
+    pub fn max_success_body(&self) -> usize {
+        self.max_success_body
+    }
+
+    /// The bounds every stream of this client is held to.
+    #[must_use]
+    pub fn stream_limits(&self) -> Limits {
+        self.stream_limits
     }
 
     /// Tokens left in the shared retry budget.

@@ -70,7 +70,19 @@ pub struct Attempt {
     pub delivery: Delivery,
     /// Which attempt of the call this is, from 1.
     pub number: u32,
+    /// How long to wait for the response headers: the request timeout, cut to what is left
+    /// of the call's deadline.
+    pub headers_within: Duration,
+    /// How long the whole attempt may take, from sending to the last byte of the body: for a
+    /// buffered attempt the request timeout, for a stream the total stream timeout; cut to
+    /// what is left of the call's deadline, except for a stream the caller asked for (its
+    /// deadline ends when the stream starts). Adapters enforce it however slowly the bytes
+    /// arrive.
+    pub time_limit: Duration,
 }
+
+/// The least time an attempt is given, so that timers always arm.
+const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(1);
 
 /// What an adapter made of a response with a success status (below 400): the answer, or
 /// why there is none. Error statuses go to [`CallDriver::handle_response`] instead.
@@ -244,7 +256,7 @@ impl CallDriver {
             return Poll::Wait(not_before - now);
         }
         match self.admit(now) {
-            Admitted::Send => self.next_attempt(),
+            Admitted::Send => self.next_attempt(now),
             Admitted::Wait(wait) => {
                 self.waited += wait;
                 self.stage = Stage::Ready {
@@ -290,7 +302,7 @@ impl CallDriver {
         }
     }
 
-    fn next_attempt(&mut self) -> Poll {
+    fn next_attempt(&mut self, now: Duration) -> Poll {
         let delivery = self.call.delivery();
         let model = self.models[self.call.model()].clone();
         let body = match self.request.body_for(&model, delivery) {
@@ -309,6 +321,7 @@ impl CallDriver {
             streaming = delivery == Delivery::Streamed,
             "sending"
         );
+        let (headers_within, time_limit) = self.time_bounds(delivery, now);
         self.stage = Stage::InFlight;
         Poll::Send(Attempt {
             url: self.url.clone(),
@@ -316,7 +329,31 @@ impl CallDriver {
             model,
             delivery,
             number,
+            headers_within,
+            time_limit,
         })
+    }
+
+    /// The bounds of an attempt sent at `now` with `delivery`: the wait for headers and the
+    /// whole attempt (see [`Attempt::time_limit`]). Never zero, so an adapter's timer
+    /// always arms.
+    fn time_bounds(&self, delivery: Delivery, now: Duration) -> (Duration, Duration) {
+        let timeouts = self.core.timeouts();
+        let left = self
+            .core
+            .config()
+            .deadline
+            .map_or(Duration::MAX, |deadline| {
+                deadline.saturating_sub(now.saturating_sub(self.started))
+            })
+            .max(MIN_ATTEMPT_TIME);
+        let headers_within = timeouts.request.min(left);
+        let time_limit = match (self.request.delivery(), delivery) {
+            (_, Delivery::Buffered) => timeouts.request.min(left),
+            (Delivery::Buffered, Delivery::Streamed) => timeouts.stream_total.min(left),
+            (Delivery::Streamed, Delivery::Streamed) => timeouts.stream_total,
+        };
+        (headers_within.min(time_limit), time_limit)
     }
 
     /// Feeds back an attempt that ended with an error status (400 and above), its headers
@@ -588,6 +625,41 @@ mod tests {
 
     fn body(attempt: &Attempt) -> serde_json::Value {
         serde_json::from_slice(attempt.body.as_deref().expect("a body")).expect("JSON")
+    }
+
+    #[test]
+    fn attempts_are_bounded_by_what_is_left_of_the_deadline() {
+        // Default policy deadline 5 min, request timeout 120 s, stream total 30 min.
+        let mut driver = CallDriver::new(core(), chat(), Duration::ZERO);
+        let first = send(&mut driver, secs(1));
+        assert_eq!(
+            (first.headers_within, first.time_limit),
+            (secs(120), secs(120))
+        );
+        driver.handle_response(429, &[("retry-after", "30")], b"", clock(secs(250)));
+        assert_eq!(wait(&mut driver, secs(250)), secs(30));
+        let late = send(&mut driver, secs(280));
+        assert_eq!((late.headers_within, late.time_limit), (secs(20), secs(20)));
+
+        // A 504 switches to streaming: the stream is held to the deadline too.
+        let mut driver = CallDriver::new(core(), chat(), Duration::ZERO);
+        let _ = send(&mut driver, Duration::ZERO);
+        driver.handle_response(504, &NO_HEADERS, b"", clock(secs(100)));
+        let backoff = wait(&mut driver, secs(100));
+        let streamed = send(&mut driver, secs(100) + backoff);
+        assert_eq!(streamed.delivery, Delivery::Streamed);
+        assert_eq!(streamed.headers_within, secs(120));
+        assert_eq!(streamed.time_limit, secs(200) - backoff);
+
+        // A stream the caller asked for: its deadline ends when it starts, so only the
+        // stream's own total bounds it.
+        let request = Request::chat_stream(&ChatRequest::new("primary", "hi"));
+        let mut driver = CallDriver::new(core(), request, Duration::ZERO);
+        let own = send(&mut driver, Duration::ZERO);
+        assert_eq!(
+            (own.headers_within, own.time_limit),
+            (secs(120), secs(30 * 60))
+        );
     }
 
     #[test]

@@ -83,11 +83,25 @@ pub enum Error {
     /// No API key was given and `NOVITA_API_KEY` is unset or empty.
     #[error("no API key: set {API_KEY_VAR} or pass a key to the client builder")]
     MissingKey,
-    /// The base URL is not usable.
-    #[error("invalid base URL {url:?}: expected http:// or https:// followed by a host")]
+    /// The base URL is not usable. Never retried: no request is sent to a URL that cannot
+    /// be right, and the default host is never used in its place.
+    #[error("invalid base URL {url:?} from {from}: {problem}")]
     BaseUrl {
         /// The URL as given.
         url: String,
+        /// Where it came from: `the client builder` or the environment variable's name.
+        from: &'static str,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// A setting cannot be used as given (a key that cannot go in an HTTP header, an
+    /// environment variable that is not UTF-8). Names the setting, never its secret value.
+    #[error("{setting} cannot be used: {problem}")]
+    Setting {
+        /// The setting, such as "the NOVITA_API_KEY environment variable".
+        setting: String,
+        /// What is wrong with it and how to fix it.
+        problem: String,
     },
     /// The policy configuration was rejected.
     #[error(transparent)]
@@ -131,9 +145,11 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::GaveUp { give_up, .. } => kind_of_give_up(give_up),
-            Error::MissingKey | Error::BaseUrl { .. } | Error::Config(_) | Error::Client(_) => {
-                ErrorKind::Config
-            }
+            Error::MissingKey
+            | Error::BaseUrl { .. }
+            | Error::Setting { .. }
+            | Error::Config(_)
+            | Error::Client(_) => ErrorKind::Config,
             Error::Encode(_) => ErrorKind::BadRequest,
             Error::Decode { .. } | Error::Stream { .. } => ErrorKind::InvalidResponse,
         }
@@ -252,7 +268,12 @@ mod tests {
     #[test]
     fn setup_errors_are_configuration_and_answers_invalid_responses() {
         assert_eq!(Error::MissingKey.kind(), ErrorKind::Config);
-        assert_eq!(Error::BaseUrl { url: "x".into() }.kind(), ErrorKind::Config);
+        let bad_url = Error::BaseUrl {
+            url: "x".into(),
+            from: "the client builder",
+            problem: "no scheme",
+        };
+        assert_eq!(bad_url.kind(), ErrorKind::Config);
         let stream = Error::Stream {
             model: "m".into(),
             chunks: 3,

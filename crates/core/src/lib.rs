@@ -62,8 +62,8 @@ pub use key::{API_KEY_VAR, ApiKey, KeySource};
 pub use report::{Answer, Report};
 pub use request::{Reassembly, Request};
 pub use settings::{
-    BASE_URL_VAR, DEFAULT_BASE_URL, DEFAULT_MAX_ERROR_BODY, LITELLM_BASE_URL_VAR, Options,
-    Settings, Timeouts,
+    BASE_URL_VAR, DEFAULT_BASE_URL, DEFAULT_MAX_ERROR_BODY, DEFAULT_MAX_SUCCESS_BODY,
+    LITELLM_BASE_URL_VAR, Options, Settings, Timeouts,
 };
 
 pub use novita_policy as policy;

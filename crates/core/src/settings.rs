@@ -12,6 +12,7 @@ use novita_policy::PolicyConfig;
 
 use crate::error::Error;
 use crate::key::{API_KEY_VAR, ApiKey, KeySource};
+use crate::wire::Limits;
 
 /// Novita's documented OpenAI-compatible base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.novita.ai/openai/v1";
@@ -21,6 +22,9 @@ pub const BASE_URL_VAR: &str = "NOVITA_BASE_URL";
 pub const LITELLM_BASE_URL_VAR: &str = "NOVITA_API_BASE";
 /// The most bytes of an error body the adapters read by default; the rest is discarded.
 pub const DEFAULT_MAX_ERROR_BODY: usize = 64 * 1024;
+/// The most bytes of a successful (non-streamed) body the adapters read by default: a chat
+/// answer is kilobytes, a long one with log probabilities a few megabytes.
+pub const DEFAULT_MAX_SUCCESS_BODY: usize = 64 * 1024 * 1024;
 
 /// The key, its source and the base URL a client will use.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,11 +40,13 @@ pub struct Settings {
 
 impl Settings {
     /// Resolves settings: explicit values win, then the environment (read through `env`, so
-    /// this stays testable), then Novita's default base URL.
+    /// this stays testable), then Novita's default base URL. A value that is set but
+    /// unusable is an error naming where it came from; it never falls back to the default.
     ///
     /// # Errors
-    /// [`Error::MissingKey`] when no key is found; [`Error::BaseUrl`] when the base
-    /// URL is not an `http://` or `https://` URL.
+    /// [`Error::MissingKey`] when no key is found; [`Error::Setting`] for a key that cannot
+    /// go in an HTTP header; [`Error::BaseUrl`] for a base URL that is not an `http://` or
+    /// `https://` URL with a valid host and port.
     pub fn resolve(
         key: Option<String>,
         base_url: Option<String>,
@@ -58,14 +64,26 @@ impl Settings {
                 (key, KeySource::Environment(API_KEY_VAR))
             }
         };
-        let base_url = base_url
-            .or_else(|| env(BASE_URL_VAR).filter(|url| !url.trim().is_empty()))
-            .or_else(|| env(LITELLM_BASE_URL_VAR).filter(|url| !url.trim().is_empty()))
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+        if let Some(problem) = key_problem(key.expose()) {
+            return Err(Error::Setting {
+                setting: key_source.to_string(),
+                problem,
+            });
+        }
+        let set = |name: &'static str| {
+            env(name)
+                .filter(|url| !url.trim().is_empty())
+                .map(|url| (url, name))
+        };
+        let (base_url, from) = base_url
+            .map(|url| (url, "the client builder"))
+            .or_else(|| set(BASE_URL_VAR))
+            .or_else(|| set(LITELLM_BASE_URL_VAR))
+            .unwrap_or_else(|| (DEFAULT_BASE_URL.to_owned(), "the default"));
         Ok(Self {
             key,
             key_source,
-            base_url: normalize_base_url(&base_url)?,
+            base_url: normalize_base_url(&base_url, from)?,
         })
     }
 
@@ -76,21 +94,101 @@ impl Settings {
     }
 }
 
-fn normalize_base_url(url: &str) -> Result<String, Error> {
-    let url = url.trim().trim_end_matches('/');
+/// What keeps `key` out of an `Authorization` header, if anything; it says where, never
+/// what the key is.
+fn key_problem(key: &str) -> Option<String> {
+    let (position, character) = key
+        .chars()
+        .enumerate()
+        .find(|(_, c)| !c.is_ascii_graphic())?;
+    let what = match character {
+        '\n' | '\r' => "a line break",
+        ' ' | '\t' => "a space",
+        c if c.is_control() => "a control character",
+        _ => "a non-ASCII character",
+    };
+    Some(format!(
+        "the key has {what} at character {}; an API key is printable ASCII without spaces \
+         (was it pasted with extra text?)",
+        position + 1
+    ))
+}
+
+/// Checks a base URL the way an HTTP client will read it, so that a typo is a
+/// configuration error at build time rather than a connection failure retried as an
+/// outage; returns it without a trailing slash.
+fn normalize_base_url(url: &str, from: &'static str) -> Result<String, Error> {
+    let url = url.trim();
+    let invalid = |problem| Error::BaseUrl {
+        url: url.to_owned(),
+        from,
+        problem,
+    };
     let rest = url
         .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    match rest {
-        Some(rest)
-            if !rest.is_empty() && !rest.starts_with('/') && !url.contains(char::is_whitespace) =>
-        {
-            Ok(url.to_owned())
-        }
-        _ => Err(Error::BaseUrl {
-            url: url.to_owned(),
-        }),
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| invalid("it must start with http:// or https://"))?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if authority.is_empty() {
+        return Err(invalid("there is no host after the scheme"));
     }
+    if authority.contains('@') {
+        return Err(invalid(
+            "credentials in the URL are not supported; the API key is sent as a header",
+        ));
+    }
+    let port = if let Some(bracketed) = authority.strip_prefix('[') {
+        let (host, after) = bracketed
+            .split_once(']')
+            .ok_or_else(|| invalid("an IPv6 host lacks its closing ']'"))?;
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(invalid("the host in brackets is not an IPv6 address"));
+        }
+        match after {
+            "" => None,
+            _ => Some(
+                after
+                    .strip_prefix(':')
+                    .ok_or_else(|| invalid("unexpected text after the IPv6 host"))?,
+            ),
+        }
+    } else {
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        };
+        if host.is_empty() {
+            return Err(invalid("there is no host after the scheme"));
+        }
+        if !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        {
+            return Err(invalid(
+                "the host may hold only letters, digits, '-', '.' and '_' \
+                 (write an international name in its xn-- form)",
+            ));
+        }
+        port
+    };
+    if let Some(port) = port
+        && !(port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u16>().is_ok_and(|port| port > 0))
+    {
+        return Err(invalid("the port must be a number from 1 to 65535"));
+    }
+    if path.contains(['?', '#']) {
+        return Err(invalid(
+            "a base URL cannot carry a query or fragment: routes are appended to it",
+        ));
+    }
+    if path.bytes().any(|b| !b.is_ascii_graphic()) {
+        return Err(invalid(
+            "the path may hold only printable ASCII without spaces (percent-encode the rest)",
+        ));
+    }
+    let scheme = &url[..url.len() - rest.len()];
+    Ok(format!("{scheme}{authority}{}", path.trim_end_matches('/')))
 }
 
 /// Timeouts of an adapter's HTTP client.
@@ -112,6 +210,11 @@ pub struct Timeouts {
     pub request: Duration,
     /// The longest silence between two pieces of a stream. Default 60 s.
     pub stream_idle: Duration,
+    /// The longest a streamed attempt may take in all, from sending the request to the last
+    /// byte, however steadily the bytes trickle in. Default 30 min: a reasoning model
+    /// writing tens of thousands of tokens takes minutes, not hours. A buffered call that
+    /// switched to streaming is also held to the policy's `deadline`.
+    pub stream_total: Duration,
 }
 
 impl Timeouts {
@@ -135,6 +238,13 @@ impl Timeouts {
         self.stream_idle = stream_idle;
         self
     }
+
+    /// These timeouts with a whole stream bounded by `stream_total`.
+    #[must_use]
+    pub fn with_stream_total(mut self, stream_total: Duration) -> Self {
+        self.stream_total = stream_total;
+        self
+    }
 }
 
 impl Default for Timeouts {
@@ -143,6 +253,7 @@ impl Default for Timeouts {
             connect: Duration::from_secs(10),
             request: Duration::from_secs(120),
             stream_idle: Duration::from_secs(60),
+            stream_total: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -170,6 +281,11 @@ pub struct Options {
     pub timeouts: Timeouts,
     /// The most bytes of an error body read; `None` is 64 KiB.
     pub max_error_body: Option<usize>,
+    /// The most bytes of a successful body read; `None` is 64 MiB. A larger body ends the
+    /// call with [`Error::Decode`] instead of filling memory.
+    pub max_success_body: Option<usize>,
+    /// Bounds on what a stream may make the client hold (event size, choices, tool calls).
+    pub stream_limits: Limits,
     /// A seed for the jitter; `None` lets the adapter pick a random one.
     pub seed: Option<u64>,
 }
@@ -185,6 +301,8 @@ impl fmt::Debug for Options {
             .field("fallback_models", &self.fallback_models)
             .field("timeouts", &self.timeouts)
             .field("max_error_body", &self.max_error_body)
+            .field("max_success_body", &self.max_success_body)
+            .field("stream_limits", &self.stream_limits)
             .field("seed", &self.seed);
         #[cfg(feature = "toml")]
         debug.field("policy_toml", &self.policy_toml);
@@ -263,18 +381,108 @@ mod tests {
         );
         let error = Settings::resolve(None, None, env(&[("NOVITA_API_KEY", "   ")])).unwrap_err();
         assert!(matches!(error, Error::MissingKey));
-        for url in [
-            "api.novita.ai",
-            "ftp://x",
-            "https://",
-            "http:///path",
-            "https://a b",
+        for (url, problem) in [
+            ("api.novita.ai", "must start with http:// or https://"),
+            ("ftp://x", "must start with http:// or https://"),
+            ("https://", "no host"),
+            ("http:///path", "no host"),
+            ("https://a b", "only letters, digits"),
+            ("http://[::1", "closing ']'"),
+            ("http://[::g]:80", "not an IPv6 address"),
+            ("http://[::1]x", "after the IPv6 host"),
+            (
+                "http://127.0.0.1:65536/v1",
+                "port must be a number from 1 to 65535",
+            ),
+            (
+                "http://127.0.0.1:0",
+                "port must be a number from 1 to 65535",
+            ),
+            (
+                "http://127.0.0.1:+80",
+                "port must be a number from 1 to 65535",
+            ),
+            ("http://h:", "port must be a number from 1 to 65535"),
+            ("http://:80", "no host"),
+            ("https://user:pw@api.novita.ai", "credentials"),
+            ("https://api.novita.ai/v1?x=1", "query or fragment"),
+            ("https://api.novita.ai/a b", "printable ASCII"),
+            ("https://növ.ai", "xn-- form"),
         ] {
             let error =
                 Settings::resolve(Some("k".into()), Some(url.into()), env(&[])).unwrap_err();
             assert!(matches!(error, Error::BaseUrl { .. }), "{url}");
-            assert!(error.to_string().starts_with("invalid base URL"), "{error}");
+            let message = error.to_string();
+            assert!(message.starts_with("invalid base URL"), "{message}");
+            assert!(message.contains("from the client builder"), "{message}");
+            assert!(message.contains(problem), "{url}: {message}");
         }
+        for url in [
+            "http://[::1]:8080/v3/openai",
+            "http://[::1]",
+            "https://api.novita.ai/openai/v1/",
+            "http://127.0.0.1:1",
+            "http://localhost:65535/a_b-c.d~e%20f",
+        ] {
+            assert!(
+                Settings::resolve(Some("k".into()), Some(url.into()), env(&[])).is_ok(),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_variable_names_itself_and_never_falls_back_to_the_default_host() {
+        let error = Settings::resolve(
+            Some("k".into()),
+            None,
+            env(&[("NOVITA_BASE_URL", "http://127.0.0.1:99999")]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid base URL \"http://127.0.0.1:99999\" from NOVITA_BASE_URL: \
+             the port must be a number from 1 to 65535"
+        );
+        let error = Settings::resolve(
+            Some("k".into()),
+            None,
+            env(&[("NOVITA_API_BASE", "novita.example")]),
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("from NOVITA_API_BASE"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_key_that_cannot_be_a_header_is_refused_without_showing_it() {
+        for (key, what) in [
+            ("sk_sec\nret", "a line break at character 7"),
+            ("sk_sec ret", "a space at character 7"),
+            ("sk_sec\u{7}ret", "a control character at character 7"),
+            ("sk_séc", "a non-ASCII character at character 5"),
+        ] {
+            let error = Settings::resolve(None, None, env(&[("NOVITA_API_KEY", key)])).unwrap_err();
+            let message = error.to_string();
+            assert!(
+                message.starts_with(
+                    "the NOVITA_API_KEY environment variable cannot be used: the key has"
+                ),
+                "{message}"
+            );
+            assert!(message.contains(what), "{key:?}: {message}");
+            assert!(!message.contains("sk_"), "the key leaked: {message}");
+            assert_eq!(error.kind(), crate::ErrorKind::Config);
+        }
+        let error = Settings::resolve(Some("a\r\nb".into()), None, env(&[])).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("the key passed to the client builder cannot be used"),
+            "{error}"
+        );
     }
 
     #[test]
