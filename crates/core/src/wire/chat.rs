@@ -275,17 +275,33 @@ impl Tool {
         description: impl Into<String>,
         parameters: Value,
     ) -> Self {
+        Self::new(
+            FunctionDefinition::new(name)
+                .with_description(description)
+                .with_parameters(parameters),
+        )
+    }
+
+    /// A function tool from a definition built step by step (or read from a file).
+    ///
+    /// ```
+    /// # use novita_core::wire::{FunctionDefinition, Tool};
+    /// let now = Tool::new(FunctionDefinition::new("current_time").with_strict(true));
+    /// assert_eq!(now.function.description, None);
+    /// ```
+    #[must_use]
+    pub fn new(function: FunctionDefinition) -> Self {
         Self {
             kind: "function".to_owned(),
-            function: FunctionDefinition {
-                name: name.into(),
-                description: Some(description.into()),
-                parameters: Some(parameters),
-                strict: None,
-                extra: Map::new(),
-            },
+            function,
             extra: Map::new(),
         }
+    }
+}
+
+impl From<FunctionDefinition> for Tool {
+    fn from(function: FunctionDefinition) -> Self {
+        Self::new(function)
     }
 }
 
@@ -309,6 +325,41 @@ pub struct FunctionDefinition {
     pub extra: Map<String, Value>,
 }
 
+impl FunctionDefinition {
+    /// A function called `name`, with no description, schema or strictness yet.
+    #[must_use]
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            description: None,
+            parameters: None,
+            strict: None,
+            extra: Map::new(),
+        }
+    }
+
+    /// This definition with what the function does, for the model.
+    #[must_use]
+    pub fn with_description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+
+    /// This definition with a JSON Schema of its arguments.
+    #[must_use]
+    pub fn with_parameters(mut self, parameters: Value) -> Self {
+        self.parameters = Some(parameters);
+        self
+    }
+
+    /// This definition asking the model to follow the schema exactly (or not).
+    #[must_use]
+    pub fn with_strict(mut self, strict: bool) -> Self {
+        self.strict = Some(strict);
+        self
+    }
+}
+
 /// Whether and which tool the model must call.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -323,6 +374,20 @@ pub enum ToolChoice {
     Function(String),
     /// A form this version does not know, sent verbatim.
     Other(Value),
+}
+
+/// Reads the command-line form: `none`, `auto`, `required`, or a function's name.
+impl std::str::FromStr for ToolChoice {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(match text {
+            "none" => ToolChoice::None,
+            "auto" => ToolChoice::Auto,
+            "required" => ToolChoice::Required,
+            name => ToolChoice::Function(name.to_owned()),
+        })
+    }
 }
 
 impl Serialize for ToolChoice {
@@ -764,6 +829,23 @@ impl FunctionCall {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tool_choices_read_their_command_line_form() {
+        let parse = |text: &str| text.parse::<ToolChoice>().unwrap();
+        assert_eq!(parse("auto"), ToolChoice::Auto);
+        assert_eq!(parse("none"), ToolChoice::None);
+        assert_eq!(parse("required"), ToolChoice::Required);
+        assert_eq!(
+            parse("get_weather"),
+            ToolChoice::Function("get_weather".into())
+        );
+        let tool: Tool = FunctionDefinition::new("f").with_description("d").into();
+        assert_eq!(
+            serde_json::to_value(tool).unwrap(),
+            json!({"type": "function", "function": {"name": "f", "description": "d"}})
+        );
+    }
     use crate::wire::ToolCall;
 
     #[test]

@@ -63,6 +63,14 @@ impl ChatCompletion {
             .and_then(|choice| choice.message.reasoning_content.as_deref())
     }
 
+    /// The first choice's refusal, when the model declined to answer.
+    #[must_use]
+    pub fn refusal(&self) -> Option<&str> {
+        self.choices
+            .first()
+            .and_then(|choice| choice.message.refusal.as_deref())
+    }
+
     /// Why the first choice ended.
     #[must_use]
     pub fn finish_reason(&self) -> Option<&FinishReason> {
