@@ -317,3 +317,27 @@ fn setup_mistakes_are_configuration_errors_before_any_request() {
     }
     assert!(server.requests().is_empty(), "nothing was sent");
 }
+
+/// A failure below HTTP keeps the HTTP client's own words in the advice, so "could not
+/// connect" says whether it was refused, reset or timed out.
+#[test]
+fn a_refused_connection_says_so_in_the_advice() {
+    let server = MockServer::start();
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    for kind in crate::KINDS {
+        let mut setup = Setup::new(&server);
+        setup.base_url = format!("http://127.0.0.1:{closed}/v1");
+        let client = crate::adapter(kind, &setup);
+        let error = client.chat(&ChatRequest::new(MODEL, "hello")).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Unavailable, "{kind:?}: {error}");
+        let advice = error.advice();
+        let said = advice
+            .lines()
+            .find_map(|line| line.strip_prefix("the HTTP client said: "))
+            .unwrap_or_else(|| panic!("{kind:?}: no cause in the advice:\n{advice}"));
+        assert!(said.to_lowercase().contains("refused"), "{kind:?}: {said}");
+    }
+}

@@ -244,6 +244,59 @@ fn a_missing_key_exits_three() {
 }
 
 #[test]
+fn setup_mistakes_exit_three_naming_the_setting_and_send_nothing() {
+    let server = MockServer::start();
+    for (var, value, says) in [
+        (
+            "NOVITA_BASE_URL",
+            "http://[::1",
+            "from NOVITA_BASE_URL: an IPv6 host lacks",
+        ),
+        (
+            "NOVITA_BASE_URL",
+            "http://127.0.0.1:65536/v1",
+            "from NOVITA_BASE_URL: the port must be a number from 1 to 65535",
+        ),
+        (
+            "NOVITA_API_BASE",
+            "api.novita.ai",
+            "from NOVITA_API_BASE: it must start with",
+        ),
+    ] {
+        for adapter in [&[][..], &["--blocking"][..]] {
+            let mut args = vec!["chat", "--model", MODEL, "hi"];
+            args.extend_from_slice(adapter);
+            let output = run(&args, &[("NOVITA_API_KEY", server.api_key()), (var, value)]);
+            let stderr = text(&output.stderr);
+            assert_eq!(output.status.code(), Some(3), "{value}: {stderr}");
+            assert!(stderr.contains(says), "{value}: {stderr}");
+        }
+    }
+    let key_with_newline = format!("{}\nX-Injected: 1", server.api_key());
+    let base_url = server.base_url();
+    let output = run(
+        &["chat", "--model", MODEL, "hi"],
+        &[
+            ("NOVITA_API_KEY", key_with_newline.as_str()),
+            ("NOVITA_BASE_URL", base_url.as_str()),
+        ],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(
+            "the NOVITA_API_KEY environment variable cannot be used: the key has a line break"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(server.api_key()),
+        "the key leaked: {stderr}"
+    );
+    assert!(server.requests().is_empty(), "nothing was sent");
+}
+
+#[test]
 fn each_class_has_its_exit_code() {
     let policy = fast_policy_file();
     let policy = policy.to_str().unwrap();

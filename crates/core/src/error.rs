@@ -179,26 +179,29 @@ impl Error {
                 give_up,
                 model,
                 key_source,
-                ..
+                source,
             } => {
                 let mut text = format!("{give_up:#}");
                 text.push_str(&format!("\nmodel: {model}"));
                 if is_auth_failure(give_up) {
                     text.push_str(&format!("\nthe API key came from {key_source}"));
                 }
+                // Below HTTP (refused, reset, TLS, DNS) the client's own words say which.
+                if let Some(source) = source {
+                    let mut said = String::new();
+                    append_chain(&mut said, source.as_ref());
+                    text.push_str(&format!(
+                        "\nthe HTTP client said: {}",
+                        said.trim_start_matches(": ")
+                    ));
+                }
                 text
             }
             other => {
                 // The causes carry the specifics (which key, which line): keep them all.
                 let mut text = other.to_string();
-                let mut source = std::error::Error::source(other);
-                while let Some(cause) = source {
-                    let line = cause.to_string();
-                    if !text.contains(&line) {
-                        text.push_str(": ");
-                        text.push_str(line.trim());
-                    }
-                    source = cause.source();
+                if let Some(source) = std::error::Error::source(other) {
+                    append_chain(&mut text, source);
                 }
                 text
             }
@@ -208,6 +211,20 @@ impl Error {
 
 /// An outage the client itself stopped on (budget, breaker, a transport failure) is
 /// `Unavailable` whatever status came before; otherwise the class of the last answer.
+/// Appends `error` and every cause below it, each after `": "`, skipping a line the text
+/// already holds (HTTP clients often repeat their cause in their own message).
+fn append_chain(text: &mut String, error: &(dyn std::error::Error + 'static)) {
+    let mut next = Some(error);
+    while let Some(cause) = next {
+        let line = cause.to_string();
+        if !text.contains(line.trim()) {
+            text.push_str(": ");
+            text.push_str(line.trim());
+        }
+        next = cause.source();
+    }
+}
+
 fn kind_of_give_up(give_up: &GiveUp) -> ErrorKind {
     if matches!(give_up.stop, Stop::BudgetExhausted | Stop::CircuitOpen)
         || give_up.transport.is_some()
