@@ -1,6 +1,8 @@
 //! One interface over both adapters, so every scenario runs against each.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use novita_mock::MockServer;
 use novita_ureq::wire::Limits;
@@ -56,8 +58,20 @@ pub(crate) trait Adapter {
         request: &ChatRequest,
         calls: usize,
     ) -> Vec<Result<Answer<ChatCompletion>, CallError>>;
+    /// Runs every request, at most `concurrency` at a time (threads or tasks), and returns
+    /// each result with how long its call took, in the order of `requests`.
+    fn chats_at_once(&self, requests: &[ChatRequest], concurrency: usize) -> Vec<Timed>;
     fn retry_budget(&self) -> u32;
     fn debug(&self) -> String;
+}
+
+/// A call's result and how long it took.
+pub(crate) type Timed = (Result<Answer<ChatCompletion>, CallError>, Duration);
+
+/// Results tagged with their request's index, put back in request order.
+fn in_order(mut tagged: Vec<(usize, Timed)>) -> Vec<Timed> {
+    tagged.sort_by_key(|(index, _)| *index);
+    tagged.into_iter().map(|(_, timed)| timed).collect()
 }
 
 /// Which adapter to build.
@@ -162,6 +176,28 @@ impl Adapter for Blocking {
         })
     }
 
+    fn chats_at_once(&self, requests: &[ChatRequest], concurrency: usize) -> Vec<Timed> {
+        let next = AtomicUsize::new(0);
+        let results = Mutex::new(Vec::with_capacity(requests.len()));
+        std::thread::scope(|scope| {
+            for _ in 0..concurrency {
+                scope.spawn(|| {
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(request) = requests.get(index) else {
+                            break;
+                        };
+                        let started = Instant::now();
+                        let result = self.0.chat(request);
+                        let took = started.elapsed();
+                        results.lock().unwrap().push((index, (result, took)));
+                    }
+                });
+            }
+        });
+        in_order(results.into_inner().unwrap())
+    }
+
     fn retry_budget(&self) -> u32 {
         self.0.retry_budget()
     }
@@ -255,6 +291,31 @@ impl Adapter for Async {
                 })
                 .collect();
             let mut results = Vec::with_capacity(calls);
+            for task in tasks {
+                results.push(task.await.expect("no panics"));
+            }
+            results
+        })
+    }
+
+    fn chats_at_once(&self, requests: &[ChatRequest], concurrency: usize) -> Vec<Timed> {
+        self.runtime.block_on(async {
+            let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
+            let tasks: Vec<_> = requests
+                .iter()
+                .cloned()
+                .map(|request| {
+                    let client = self.client.clone();
+                    let permits = Arc::clone(&permits);
+                    tokio::spawn(async move {
+                        let _permit = permits.acquire_owned().await.expect("never closed");
+                        let started = Instant::now();
+                        let result = client.chat(&request).await;
+                        (result, started.elapsed())
+                    })
+                })
+                .collect();
+            let mut results = Vec::with_capacity(requests.len());
             for task in tasks {
                 results.push(task.await.expect("no panics"));
             }

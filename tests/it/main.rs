@@ -10,6 +10,7 @@ mod hostile;
 mod outage;
 mod payloads;
 mod scenarios;
+mod soak;
 mod streams;
 mod timing;
 

@@ -1,0 +1,158 @@
+//! A bounded soak: many concurrent calls through each adapter against a mock that mixes
+//! every fault a hostile or overloaded server produces. Every call ends within its
+//! deadline, every good answer the server sent is exactly one success on the client
+//! (nothing lost, nothing duplicated), and memory stays flat from one round to the next.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use novita_mock::{Fault, MockServer, Route, Rule};
+use novita_ureq::{ChatRequest, ErrorKind};
+use serde_json::json;
+
+use crate::{KINDS, MODEL, Setup, adapter};
+
+/// The response header that marks a 200 the client cannot use (garbage, oversized, cut,
+/// trickled past the deadline), so the server's good answers can be counted.
+const BAD: &str = "x-soak-bad";
+
+const CALLS_PER_ROUND: usize = 120;
+const ROUNDS: usize = 3;
+const CONCURRENCY: usize = 24;
+const DEADLINE: Duration = Duration::from_secs(3);
+/// Scheduling on a shared two-core machine: a call may overrun its deadline by this much
+/// (the time to notice, unwind and return) and still count as bounded.
+const SLACK: Duration = Duration::from_secs(2);
+
+/// Every fault at once, each on a seeded share of the requests it applies to.
+fn hostile(server: &MockServer) {
+    let huge = json!({
+        "id": "chatcmpl-huge", "object": "chat.completion", "created": 1, "model": MODEL,
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": "z".repeat(200_000)}}],
+    });
+    let chat = Route::ChatCompletions;
+    let rules = [
+        Rule::new(chat, Fault::status(503)).chance(0.12, 1),
+        Rule::new(chat, Fault::status(429).retry_after_ms(40)).chance(0.08, 2),
+        Rule::new(chat, Fault::status(429)).chance(0.04, 3),
+        Rule::new(chat, Fault::reset()).chance(0.05, 4),
+        Rule::new(chat, Fault::status(504))
+            .buffered_only()
+            .chance(0.08, 5),
+        Rule::new(chat, Fault::stream_cut_after(2).header(BAD, "cut"))
+            .streamed_only()
+            .chance(0.3, 6),
+        Rule::new(chat, Fault::malformed_success().header(BAD, "garbage")).chance(0.02, 7),
+        Rule::new(chat, Fault::completion(huge).header(BAD, "oversized")).chance(0.02, 8),
+        Rule::new(
+            chat,
+            Fault::slow_body(Duration::from_millis(300))
+                .write_in_pieces(4, 9)
+                .header(BAD, "trickle"),
+        )
+        .chance(0.02, 10),
+        Rule::new(chat, Fault::status(500)).chance(0.03, 11),
+    ];
+    for rule in rules {
+        server.rule(rule);
+    }
+}
+
+/// This process's resident memory, from `/proc/self/statm`.
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse().ok())
+        .expect("statm's second field is resident pages");
+    pages * 4096
+}
+
+#[test]
+fn many_calls_against_every_fault_end_in_time_and_lose_nothing() {
+    for kind in KINDS {
+        let server = MockServer::start();
+        hostile(&server);
+        let mut setup = Setup::new(&server);
+        setup.policy.deadline = Some(DEADLINE);
+        setup.request_timeout = Some(Duration::from_secs(2));
+        setup.max_success_body = Some(64 * 1024);
+        let client = adapter(kind, &setup);
+        let name = client.name();
+
+        let mut resident = Vec::new();
+        let mut successes: HashMap<String, usize> = HashMap::new();
+        let mut failures: HashMap<ErrorKind, usize> = HashMap::new();
+        for round in 0..ROUNDS {
+            let requests: Vec<ChatRequest> = (0..CALLS_PER_ROUND)
+                .map(|call| ChatRequest::new(MODEL, format!("soak {round}-{call}")))
+                .collect();
+            for (request, (result, took)) in requests
+                .iter()
+                .zip(client.chats_at_once(&requests, CONCURRENCY))
+            {
+                assert!(
+                    took <= DEADLINE + SLACK,
+                    "{name}: a call took {took:?} against a {DEADLINE:?} deadline: {result:?}"
+                );
+                match result {
+                    Ok(answer) => {
+                        let prompt = request.messages[0].text().into_owned();
+                        assert!(
+                            answer.text().ends_with(&prompt),
+                            "{name}: {}",
+                            answer.text()
+                        );
+                        *successes.entry(prompt).or_default() += 1;
+                    }
+                    Err(error) => {
+                        if std::env::var_os("SOAK_DEBUG").is_some() {
+                            eprintln!("{name}: {took:?} {}\n", error.advice());
+                        }
+                        *failures.entry(error.kind()).or_default() += 1;
+                    }
+                }
+            }
+            resident.push(resident_bytes());
+        }
+
+        // Every good answer the server sent is one success, and every success had one.
+        let mut good: HashMap<String, usize> = HashMap::new();
+        for request in server.requests() {
+            if request.status == 200 && request.response_header(BAD).is_none() {
+                let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+                let prompt = body["messages"][0]["content"].as_str().unwrap().to_owned();
+                *good.entry(prompt).or_default() += 1;
+            }
+        }
+        assert_eq!(
+            good, successes,
+            "{name}: the server's good answers and the client's successes differ"
+        );
+        let total = ROUNDS * CALLS_PER_ROUND;
+        let succeeded = successes.len();
+        // About 45 % of attempts meet a fault and the deadline is short, so many calls fail
+        // by design (429s slow the whole client down); the floor only catches a collapse.
+        assert!(
+            succeeded * 10 >= total * 4,
+            "{name}: only {succeeded} of {total} calls succeeded; failures {failures:?}"
+        );
+
+        // Flat: after the first round has warmed pools and caches, later rounds add little.
+        let growth = resident[ROUNDS - 1].saturating_sub(resident[0]);
+        assert!(
+            growth < 32 << 20,
+            "{name}: resident memory grew {} MiB over {} rounds: {resident:?}",
+            growth >> 20,
+            ROUNDS - 1
+        );
+        eprintln!(
+            "soak {name}: {succeeded}/{total} succeeded, {} requests, failures {failures:?}, \
+             resident {:?} MiB",
+            server.requests().len(),
+            resident.iter().map(|bytes| bytes >> 20).collect::<Vec<_>>()
+        );
+    }
+}
