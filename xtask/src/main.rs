@@ -9,6 +9,10 @@
 //!   real-HTTP comparison with other clients, and regenerates `docs/BENCHMARKS.md`;
 //!   `cargo xtask bench --peers-only` reruns the comparison alone and replaces only its
 //!   section.
+//! - `cargo xtask fuzz [--seconds N] [--target NAME]` runs the libFuzzer targets of `fuzz/`
+//!   on the nightly toolchain, N seconds each (default 60), and reports runs, time and
+//!   crashes per target; it exits 1 on a crash and 3, naming the install command, when
+//!   the nightly toolchain or cargo-fuzz is missing (docs/RELIABILITY.md).
 //!
 //! The workspace's house rules (crate layering, banned dependencies, module docs, no
 //! module cycles, builder parity) are tests in `tidy`, run by `cargo test`.
@@ -18,11 +22,12 @@ use std::process::ExitCode;
 
 mod bench;
 mod codegen;
+mod fuzz;
 mod ops;
 mod spec;
 
-const USAGE: &str =
-    "usage: cargo xtask codegen [--check] | cargo xtask bench [--quick | --peers-only]";
+const USAGE: &str = "usage: cargo xtask codegen [--check] | cargo xtask bench [--quick | \
+                     --peers-only] | cargo xtask fuzz [--seconds N] [--target NAME]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -47,6 +52,15 @@ fn main() -> ExitCode {
                 Err(error) => {
                     eprintln!("xtask: {error}");
                     ExitCode::FAILURE
+                }
+            };
+        }
+        ["fuzz", rest @ ..] => {
+            return match fuzz::Options::parse(rest) {
+                Ok(options) => fuzz::run(&workspace_root(), &options),
+                Err(problem) => {
+                    eprintln!("xtask: {problem}\n{USAGE}");
+                    ExitCode::from(fuzz::EXIT_USAGE)
                 }
             };
         }
