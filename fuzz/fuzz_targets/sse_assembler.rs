@@ -69,7 +69,7 @@ fn limits(selector: u8) -> Limits {
         .with_max_tool_calls(tool_calls)
 }
 
-/// The end offsets of the reads: never an empty read.
+/// The end offsets of the reads, increasing; a repeated offset is an empty read.
 fn cuts(seed: u8, len: usize) -> Vec<usize> {
     let mut ends: Vec<usize> = match seed {
         0 => (1..=len).collect(),
@@ -84,8 +84,6 @@ fn cuts(seed: u8, len: usize) -> Vec<usize> {
         }
     };
     ends.sort_unstable();
-    ends.dedup();
-    ends.retain(|&end| end > 0);
     ends
 }
 

@@ -48,19 +48,17 @@ struct Run {
     ending: Ending,
 }
 
-/// Feeds `body` in reads ending at `ends` (increasing), then closes. Reads are never
-/// empty: an empty read between a CR and its LF currently ends a second line (reported in
-/// docs/RELIABILITY.md, "Findings").
+/// Feeds `body` in reads ending at `ends` (increasing; a repeated end is an empty read, as
+/// an HTTP/2 data frame may be), then closes.
 fn run(body: &[u8], ends: &[usize], limits: Limits) -> Run {
     let mut parser = StreamParser::with_limits(limits);
     let mut chunks = Vec::new();
     let mut ending = None;
     let mut start = 0;
     for &end in ends.iter().chain([&body.len()]) {
-        if end > start {
-            parser.feed(&body[start..end]);
-            start = end;
-        }
+        let end = end.max(start);
+        parser.feed(&body[start..end]);
+        start = end;
         drain(&mut parser, &mut chunks, &mut ending);
     }
     parser.close();

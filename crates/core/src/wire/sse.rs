@@ -113,6 +113,10 @@ impl SseDecoder {
         let Some(bytes) = self.skip_bom(bytes, &mut on_event)? else {
             return Ok(());
         };
+        // An empty read says nothing: in particular not whether an LF follows a CR.
+        if bytes.is_empty() {
+            return Ok(());
+        }
         self.feed_lines(bytes, &mut on_event)
     }
 
@@ -269,6 +273,19 @@ impl SseDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_read_between_cr_and_lf_changes_nothing() {
+        let mut split = SseDecoder::new();
+        let mut events = split.feed(b"data: a\r").unwrap();
+        events.extend(split.feed(b"").unwrap());
+        events.extend(split.feed(b"\ndata: b\n\n").unwrap());
+        let whole = SseDecoder::new().feed(b"data: a\r\ndata: b\n\n").unwrap();
+        assert_eq!(events, whole);
+        assert_eq!(whole.len(), 1);
+        assert_eq!(whole[0].data, "a\nb");
+    }
+
 
     fn decode_split(bytes: &[u8], size: usize) -> Vec<SseEvent> {
         let mut decoder = SseDecoder::new();
