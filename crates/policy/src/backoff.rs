@@ -48,22 +48,24 @@ pub struct Backoff {
     /// connection), before jitter. Default 100 ms: with full jitter half the retries go out
     /// within 50 ms, so a random failure costs the caller little (AWS's standard mode uses
     /// 50 ms); the retry budget, not the delay, is what keeps an outage from multiplying
-    /// load. Tuned with `novita simulate`: see docs/BENCHMARKS.md.
+    /// load. Tuned with `novita simulate`: see docs/BENCHMARKS.md. At most `cap`.
     #[serde(with = "humantime_serde")]
     pub base: Duration,
     /// The delay before the first retry of a 429 that carries no hint. Default 1 s, as in
-    /// AWS's standard mode: a limit that is hit does not clear in milliseconds.
+    /// AWS's standard mode: a limit that is hit does not clear in milliseconds. At most
+    /// 24 h; used as `cap` when above it.
     #[serde(with = "humantime_serde")]
     pub throttled_base: Duration,
     /// The delay before the first retry after a timeout. Default 500 ms: the request held
     /// a server slot for the whole timeout, and the retry may be the switch to streaming.
+    /// At most 24 h; used as `cap` when above it.
     #[serde(with = "humantime_serde")]
     pub timeout_base: Duration,
     /// The largest delay, before jitter. Default 20 s: beyond that a caller is better
-    /// served by a give-up with advice than by a longer wait.
+    /// served by a give-up with advice than by a longer wait. At most 24 h.
     #[serde(with = "humantime_serde")]
     pub cap: Duration,
-    /// How much the delay grows per retry. Default 2.
+    /// How much the delay grows per retry. Default 2. A finite number of at least 1.
     pub multiplier: f64,
     /// How the delay is randomised. Default full jitter.
     pub jitter: Jitter,
@@ -114,11 +116,13 @@ impl Backoff {
         let cap = self.cap.as_secs_f64();
         let base = self.base_for(kind).as_secs_f64().min(cap);
         let exponent = i32::try_from(retry.saturating_sub(1)).unwrap_or(i32::MAX);
-        let exponential = (base * self.multiplier.powi(exponent)).min(cap);
-        let exponential = if exponential.is_finite() {
-            exponential
+        // A zero base stays zero however large the growth (0 × ∞ would be NaN); a growth
+        // that overflows, or a multiplier that is not a number, reaches the cap.
+        let exponential = if base > 0.0 {
+            let grown = base * self.multiplier.powi(exponent);
+            if grown.is_nan() { cap } else { grown.min(cap) }
         } else {
-            cap
+            0.0
         };
         let r = draw.get();
         let seconds = match self.jitter {
@@ -130,6 +134,8 @@ impl Backoff {
                 (base + (upper - base) * r).min(cap)
             }
         };
+        // `cap` as seconds may round up past what a `Duration` holds (2^64 s): saturate
+        // to the cap rather than panic, and never exceed it.
         Duration::try_from_secs_f64(seconds.clamp(0.0, cap))
             .unwrap_or(self.cap)
             .min(self.cap)
@@ -206,6 +212,40 @@ mod tests {
             b.delay(9, Duration::from_secs(9), draw(0.9)),
             Duration::from_secs(10)
         );
+    }
+
+    #[test]
+    fn a_zero_base_stays_zero_however_many_retries() {
+        // 2^1024 overflows to infinity, and 0 × ∞ is NaN: this used to come out as `cap`.
+        let b = Backoff {
+            base: Duration::ZERO,
+            ..backoff(Jitter::None)
+        };
+        assert_eq!(b.delay(1025, Duration::ZERO, Draw::HALF), Duration::ZERO);
+        assert_eq!(
+            b.delay(u32::MAX, Duration::ZERO, Draw::HALF),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn the_largest_duration_saturates_instead_of_panicking() {
+        // `u64::MAX` seconds is 2^64 as an `f64`, one past what a `Duration` holds: this
+        // panicked with "cannot convert float seconds to Duration" on the first 503.
+        let most = Duration::from_secs(u64::MAX);
+        for jitter in [
+            Jitter::None,
+            Jitter::Decorrelated,
+            Jitter::Equal,
+            Jitter::Full,
+        ] {
+            let b = Backoff {
+                base: most,
+                cap: most,
+                ..backoff(jitter)
+            };
+            assert!(b.delay(1, Duration::ZERO, draw(0.999_999)) <= most);
+        }
     }
 
     #[test]

@@ -33,14 +33,14 @@ pub struct BreakerConfig {
     /// Consecutive failures (5xx, timeouts, connection errors) that open the breaker.
     /// Default 10: a run that long is one in 170,000 when 30 % of requests fail at random
     /// (so a flaky but working model stays reachable), and an outage reaches it within
-    /// a call or two.
+    /// a call or two. At least 1.
     pub failure_threshold: u32,
     /// How long the breaker stays open before its first probe. Default 2 s: a short outage
-    /// costs callers little.
+    /// costs callers little. At most `max_open_for`.
     #[serde(with = "humantime_serde")]
     pub open_for: Duration,
     /// The longest open period: each failed probe doubles the period up to this. Default
-    /// 16 s: about four probes a minute through a long outage.
+    /// 16 s: about four probes a minute through a long outage. At most 24 h.
     #[serde(with = "humantime_serde")]
     pub max_open_for: Duration,
     /// What happens to calls with no fallback model while the breaker is open. Default
@@ -50,6 +50,7 @@ pub struct BreakerConfig {
     pub max_held: u32,
     /// How long a model that answers `MODEL_NOT_AVAILABLE` (maintenance) is passed over
     /// for calls that have a fallback model, before one call probes it again. Default 60 s.
+    /// At most 24 h.
     #[serde(with = "humantime_serde")]
     pub maintenance_for: Duration,
 }

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 #[non_exhaustive]
 pub struct BudgetConfig {
     /// Tokens in a full bucket; a new client starts full. Default 500 (with the default
-    /// costs: about 35 transient retries in a row before retries stop).
+    /// costs: about 35 transient retries in a row before retries stop). Each cost must be
+    /// at most this.
     pub capacity: u32,
     /// Tokens one retry of a 429 costs. Default 1. AWS's standard mode charges 5 (a third
     /// of a transient retry); here a throttled retry is held back twice over, by the

@@ -43,6 +43,33 @@
 //! release_rate = 10.0
 //! measure_window = "500ms"
 //! ```
+//!
+//! # Bounds
+//!
+//! [`PolicyConfig::validate`] (and so [`PolicyConfig::from_toml`]) rejects what cannot
+//! work, naming the first offending key and, from TOML, its line: `` policy setting
+//! `backoff.cap` (line 3): must be at most 24h ``.
+//!
+//! - **Every duration at most 24 h**: `deadline`, `hint_ceiling`, the backoff's `base`,
+//!   `throttled_base`, `timeout_base` and `cap`, the breaker's `open_for`, `max_open_for`
+//!   and `maintenance_for`. Every wait the policy asks for comes from one of them, so no
+//!   decision or admission ever asks for more than a day (a longer server hint gives up at
+//!   once instead). A day is the longest window any rate limit resets on; beyond it a
+//!   caller is better served by a give-up with advice, and a model probed less than daily
+//!   would stay unused long after it recovered.
+//! - `max_attempts` and `breaker.failure_threshold` at least 1.
+//! - `backoff.base` at most `backoff.cap` (the throttled and timeout bases are clamped to
+//!   the cap instead); `backoff.multiplier` a finite number of at least 1.
+//! - Each of the budget's costs at most `budget.capacity`.
+//! - `breaker.open_for` at most `breaker.max_open_for`.
+//! - Pacing: `decrease` above 0 and below 1; `cubic_scale` from 0.001 to 1000; `min_rate`
+//!   from 0.001 to 1,000,000 calls a second (so a paced interval is at most 1000 s);
+//!   `release_rate` from `min_rate` to 1,000,000; `measure_window` from 10 ms to 60 s.
+//!   NaN and infinities are rejected everywhere.
+//!
+//! Counts (attempts, costs, `max_held`) may be anything a `u32` holds: the arithmetic on
+//! them saturates. A configuration that validates never makes the policy panic, whatever
+//! the outcomes, server hints and times it is given (a property test checks it).
 
 use std::time::Duration;
 
@@ -61,10 +88,11 @@ pub struct PolicyConfig {
     /// The whole call, retries and waits included, must end within this; no retry is made
     /// whose wait would cross it. Default 5 minutes: one slow non-streaming generation
     /// (Novita advises client timeouts above 60 s) plus a streamed retry. `None`: no limit.
+    /// At most 24 h.
     #[serde(with = "humantime_serde")]
     pub deadline: Option<Duration>,
     /// The longest server-requested wait the client accepts; a longer hint gives up at once
-    /// with the hint in the error rather than sleeping. Default 60 s.
+    /// with the hint in the error rather than sleeping. Default 60 s. At most 24 h.
     #[serde(with = "humantime_serde")]
     pub hint_ceiling: Duration,
     /// Re-issue a non-streaming call as streaming after a 504 or a timeout (once).
@@ -127,6 +155,11 @@ impl Default for AttemptLimits {
     }
 }
 
+/// The longest any duration setting may be. Every wait the policy asks for comes from one
+/// of them (a backoff up to `cap`, a server hint up to `hint_ceiling`, a hold behind an
+/// open breaker), so no decision asks a caller to sleep longer than a day.
+const LONGEST_SETTING: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Why a policy configuration was rejected.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -135,14 +168,143 @@ pub enum ConfigError {
     #[cfg(feature = "toml")]
     #[error("invalid policy config")]
     Toml(#[source] toml::de::Error),
-    /// A value is out of its allowed range.
-    #[error("invalid policy config: `{field}` {problem}")]
+    /// A value is out of its allowed range, or does not fit with another setting.
+    ///
+    /// Reads `` policy setting `backoff.cap` (line 3): must be at most 24h ``; the line is
+    /// there when the configuration was read with [`PolicyConfig::from_toml`].
+    #[error("policy setting `{field}`{}: {problem}", on_line(.line))]
+    #[non_exhaustive]
     OutOfRange {
-        /// The offending key, as dotted TOML path.
+        /// The offending key, as dotted TOML path (as written, for an alias).
         field: &'static str,
         /// What is wrong with it.
         problem: &'static str,
+        /// The line of the key in the TOML text, counted from 1; `None` for a
+        /// configuration built in code (or a key left out of the text).
+        line: Option<usize>,
+        /// The column the key starts at on that line, counted from 1 in characters.
+        column: Option<usize>,
     },
+}
+
+/// ` (line N)`, or nothing when the line is unknown.
+fn on_line(line: &Option<usize>) -> OnLine {
+    OnLine(*line)
+}
+
+struct OnLine(Option<usize>);
+
+impl std::fmt::Display for OnLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(line) => write!(f, " (line {line})"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One range a configuration keeps to.
+#[derive(Clone, Copy, Debug)]
+struct Rule {
+    ok: bool,
+    field: &'static str,
+    problem: &'static str,
+    /// For a rule between two settings: the other one, and the problem as seen from it,
+    /// reported instead when only the other one is written in the TOML text.
+    other: Option<(&'static str, &'static str)>,
+}
+
+impl Rule {
+    const fn new(ok: bool, field: &'static str, problem: &'static str) -> Self {
+        Self {
+            ok,
+            field,
+            problem,
+            other: None,
+        }
+    }
+
+    fn at_most_a_day(value: Duration, field: &'static str) -> Self {
+        Self::new(value <= LONGEST_SETTING, field, "must be at most 24h")
+    }
+
+    const fn or_else(mut self, field: &'static str, problem: &'static str) -> Self {
+        self.other = Some((field, problem));
+        self
+    }
+
+    fn error(
+        field: &'static str,
+        problem: &'static str,
+        at: Option<(usize, usize)>,
+    ) -> ConfigError {
+        ConfigError::OutOfRange {
+            field,
+            problem,
+            line: at.map(|(line, _)| line),
+            column: at.map(|(_, column)| column),
+        }
+    }
+
+    /// The error, at the key's place in `text` (the other setting's, when only that one
+    /// is written there).
+    #[cfg(feature = "toml")]
+    fn located(self, text: &str) -> ConfigError {
+        let Ok(document) = toml::de::DeTable::parse(text) else {
+            return Self::error(self.field, self.problem, None);
+        };
+        std::iter::once((self.field, self.problem))
+            .chain(self.other)
+            .find_map(|(field, problem)| {
+                let (written, offset) = key_offset(document.get_ref(), field)?;
+                Some(Self::error(
+                    written,
+                    problem,
+                    Some(line_and_column(text, offset)),
+                ))
+            })
+            .unwrap_or_else(|| Self::error(self.field, self.problem, None))
+    }
+}
+
+/// Where the key `field` (a dotted path) starts in `document`, and its name as written
+/// (an alias, if that is what the text uses).
+#[cfg(feature = "toml")]
+fn key_offset(
+    document: &toml::de::DeTable<'_>,
+    field: &'static str,
+) -> Option<(&'static str, usize)> {
+    const ALIASES: [(&str, &str); 1] = [("budget.transient_cost", "budget.retry_cost")];
+    let alias = ALIASES
+        .iter()
+        .find(|(name, _)| *name == field)
+        .map(|&(_, alias)| alias);
+    [Some(field), alias].into_iter().flatten().find_map(|name| {
+        let mut table = document;
+        let mut segments = name.split('.').peekable();
+        while let Some(segment) = segments.next() {
+            let (key, value) = table.iter().find(|(key, _)| key.get_ref() == segment)?;
+            if segments.peek().is_none() {
+                return Some((name, key.span().start));
+            }
+            match value.get_ref() {
+                toml::de::DeValue::Table(inner) => table = inner,
+                _ => return None,
+            }
+        }
+        None
+    })
+}
+
+/// The line and column (both from 1, the column in characters) of byte `offset` in `text`.
+#[cfg(feature = "toml")]
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |at| at + 1);
+    let column = before
+        .get(line_start..)
+        .map_or(0, |line| line.chars().count());
+    (before.matches('\n').count() + 1, column + 1)
 }
 
 impl PolicyConfig {
@@ -156,91 +318,137 @@ impl PolicyConfig {
     ///
     /// let error = novita_policy::PolicyConfig::from_toml("max_atempts = 3").unwrap_err();
     /// assert!(std::error::Error::source(&error).unwrap().to_string().contains("max_atempts"));
+    ///
+    /// let error = novita_policy::PolicyConfig::from_toml("[backoff]\nbase = \"1s\"\ncap = \"2d\"").unwrap_err();
+    /// assert_eq!(error.to_string(), "policy setting `backoff.cap` (line 3): must be at most 24h");
     /// ```
     ///
     /// # Errors
     /// [`ConfigError::Toml`] for unreadable TOML, unknown keys and wrong types;
-    /// [`ConfigError::OutOfRange`] for values [`validate`](Self::validate) rejects.
+    /// [`ConfigError::OutOfRange`] for values [`validate`](Self::validate) rejects, with
+    /// the line and column of the key. When a value does not fit with another setting
+    /// that the text leaves at its default (`cap = "50ms"` under the default 100 ms
+    /// `base`), the error names the key that is written.
     #[cfg(feature = "toml")]
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let config: Self = toml::from_str(text).map_err(ConfigError::Toml)?;
-        config.validate()?;
-        Ok(config)
+        match config.broken_rule() {
+            Some(rule) => Err(rule.located(text)),
+            None => Ok(config),
+        }
     }
 
-    /// Checks the ranges a sensible configuration keeps to.
+    /// Checks the ranges a sensible configuration keeps to (the module documentation
+    /// lists them): what passes never makes the policy panic nor ask for a wait longer
+    /// than a day.
     ///
     /// # Errors
-    /// [`ConfigError::OutOfRange`] naming the first offending field.
+    /// [`ConfigError::OutOfRange`] naming the first offending field (without a line).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let pacing = &self.pacing;
-        let budget = &self.budget;
-        let checks: [(bool, &'static str, &'static str); 11] = [
-            (self.max_attempts >= 1, "max_attempts", "must be at least 1"),
+        match self.broken_rule() {
+            Some(rule) => Err(Rule::error(rule.field, rule.problem, None)),
+            None => Ok(()),
+        }
+    }
+
+    /// The first rule this configuration breaks, in the order of the documented example.
+    fn broken_rule(&self) -> Option<Rule> {
+        let (backoff, budget, breaker, pacing) =
+            (&self.backoff, &self.budget, &self.breaker, &self.pacing);
+        let cost_rule = |cost: u32, field: &'static str, problem: &'static str| {
+            Rule::new(
+                cost <= budget.capacity,
+                field,
+                "must not exceed budget.capacity",
+            )
+            .or_else("budget.capacity", problem)
+        };
+        let rules = [
+            Rule::new(self.max_attempts >= 1, "max_attempts", "must be at least 1"),
+            Rule::at_most_a_day(self.deadline.unwrap_or_default(), "deadline"),
+            Rule::at_most_a_day(self.hint_ceiling, "hint_ceiling"),
+            Rule::at_most_a_day(backoff.base, "backoff.base"),
+            Rule::at_most_a_day(backoff.throttled_base, "backoff.throttled_base"),
+            Rule::at_most_a_day(backoff.timeout_base, "backoff.timeout_base"),
+            Rule::at_most_a_day(backoff.cap, "backoff.cap"),
             // The throttled and timeout bases are clamped to the cap rather than checked
             // against it, so lowering `cap` alone keeps working.
-            (
-                self.backoff.base <= self.backoff.cap,
+            Rule::new(
+                backoff.base <= backoff.cap,
                 "backoff.base",
                 "must not exceed backoff.cap",
-            ),
-            (
-                self.backoff.multiplier.is_finite() && self.backoff.multiplier >= 1.0,
+            )
+            .or_else("backoff.cap", "must not be below backoff.base"),
+            Rule::new(
+                backoff.multiplier.is_finite() && backoff.multiplier >= 1.0,
                 "backoff.multiplier",
                 "must be a finite number of at least 1",
             ),
-            (
-                self.breaker.failure_threshold >= 1,
+            cost_rule(
+                budget.throttled_cost,
+                "budget.throttled_cost",
+                "must be at least budget.throttled_cost",
+            ),
+            cost_rule(
+                budget.transient_cost,
+                "budget.transient_cost",
+                "must be at least budget.transient_cost",
+            ),
+            cost_rule(
+                budget.timeout_cost,
+                "budget.timeout_cost",
+                "must be at least budget.timeout_cost",
+            ),
+            Rule::new(
+                breaker.failure_threshold >= 1,
                 "breaker.failure_threshold",
                 "must be at least 1",
             ),
-            (
-                self.breaker.open_for <= self.breaker.max_open_for,
+            Rule::at_most_a_day(breaker.open_for, "breaker.open_for"),
+            Rule::at_most_a_day(breaker.max_open_for, "breaker.max_open_for"),
+            Rule::new(
+                breaker.open_for <= breaker.max_open_for,
                 "breaker.open_for",
                 "must not exceed breaker.max_open_for",
-            ),
-            (
+            )
+            .or_else("breaker.max_open_for", "must not be below breaker.open_for"),
+            Rule::at_most_a_day(breaker.maintenance_for, "breaker.maintenance_for"),
+            Rule::new(
                 pacing.decrease > 0.0 && pacing.decrease < 1.0,
                 "pacing.decrease",
                 "must be above 0 and below 1",
             ),
-            (
+            Rule::new(
                 pacing.cubic_scale.is_finite()
                     && pacing.cubic_scale >= 1e-3
                     && pacing.cubic_scale <= 1e3,
                 "pacing.cubic_scale",
                 "must be between 0.001 and 1000",
             ),
-            (
+            Rule::new(
                 pacing.min_rate.is_finite() && pacing.min_rate >= 1e-3 && pacing.min_rate <= 1e6,
                 "pacing.min_rate",
                 "must be between 0.001 and 1000000 calls a second",
             ),
-            (
-                pacing.release_rate.is_finite()
-                    && pacing.release_rate >= pacing.min_rate
-                    && pacing.release_rate <= 1e6,
+            Rule::new(
+                pacing.release_rate.is_finite() && pacing.release_rate <= 1e6,
                 "pacing.release_rate",
-                "must be at least pacing.min_rate and at most 1000000 calls a second",
+                "must be a number of at most 1000000 calls a second",
             ),
-            (
+            Rule::new(
+                pacing.release_rate >= pacing.min_rate,
+                "pacing.release_rate",
+                "must be at least pacing.min_rate",
+            )
+            .or_else("pacing.min_rate", "must not exceed pacing.release_rate"),
+            Rule::new(
                 pacing.measure_window >= Duration::from_millis(10)
                     && pacing.measure_window <= Duration::from_secs(60),
                 "pacing.measure_window",
-                "must be between 10 ms and 60 s",
-            ),
-            (
-                budget.throttled_cost <= budget.capacity
-                    && budget.transient_cost <= budget.capacity
-                    && budget.timeout_cost <= budget.capacity,
-                "budget.transient_cost",
-                "and budget.throttled_cost and budget.timeout_cost must not exceed budget.capacity",
+                "must be between 10ms and 60s",
             ),
         ];
-        match checks.into_iter().find(|(ok, _, _)| !ok) {
-            Some((_, field, problem)) => Err(ConfigError::OutOfRange { field, problem }),
-            None => Ok(()),
-        }
+        rules.into_iter().find(|rule| !rule.ok)
     }
 }
 
@@ -354,7 +562,27 @@ mod tests {
                 "pacing.measure_window",
             ),
             ("[breaker]\nopen_for = \"1m\"", "breaker.open_for"),
-            ("[budget]\ncapacity = 3", "budget.transient_cost"),
+            ("[budget]\ncapacity = 3", "budget.capacity"),
+            (
+                "[budget]\ncapacity = 3\ntransient_cost = 4",
+                "budget.transient_cost",
+            ),
+            ("[budget]\nretry_cost = 501", "budget.retry_cost"),
+            ("deadline = \"25h\"", "deadline"),
+            ("hint_ceiling = \"2d\"", "hint_ceiling"),
+            (
+                "[backoff]\ntimeout_base = \"1000y\"",
+                "backoff.timeout_base",
+            ),
+            ("[backoff]\ncap = \"50ms\"", "backoff.cap"),
+            ("[breaker]\nmax_open_for = \"1s\"", "breaker.max_open_for"),
+            (
+                "[breaker]\nmaintenance_for = \"24h 1ns\"",
+                "breaker.maintenance_for",
+            ),
+            ("[pacing]\nrelease_rate = nan", "pacing.release_rate"),
+            ("[pacing]\nmin_rate = 20.0", "pacing.min_rate"),
+            ("[backoff]\nmultiplier = inf", "backoff.multiplier"),
         ] {
             let error = PolicyConfig::from_toml(text).unwrap_err();
             match error {
@@ -362,6 +590,117 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
+    }
+
+    fn out_of_range(text: &str) -> (String, &'static str, Option<usize>, Option<usize>) {
+        match PolicyConfig::from_toml(text).unwrap_err() {
+            error @ ConfigError::OutOfRange {
+                field,
+                line,
+                column,
+                ..
+            } => (error.to_string(), field, line, column),
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn out_of_range_errors_name_the_key_and_its_line() {
+        let (message, field, line, column) =
+            out_of_range("# limits\n[backoff]\nbase = \"1s\"\ncap = \"48h\"\n");
+        assert_eq!(
+            message,
+            "policy setting `backoff.cap` (line 4): must be at most 24h"
+        );
+        assert_eq!((field, line, column), ("backoff.cap", Some(4), Some(1)));
+
+        // Dotted keys, inline tables, indentation, CRLF and non-ASCII text before the key.
+        let (message, _, line, column) = out_of_range("# é\r\n  backoff.cap = \"48h\"");
+        assert_eq!(
+            message,
+            "policy setting `backoff.cap` (line 2): must be at most 24h"
+        );
+        assert_eq!((line, column), (Some(2), Some(11)));
+        let (message, _, line, column) = out_of_range(
+            "max_attempts = 2\nbreaker = { open_for = \"1s\", failure_threshold = 0 }",
+        );
+        assert_eq!(
+            message,
+            "policy setting `breaker.failure_threshold` (line 2): must be at least 1"
+        );
+        assert_eq!((line, column), (Some(2), Some(30)));
+
+        // Between two settings, the error names the one that is written.
+        let (message, ..) = out_of_range("[backoff]\ncap = \"50ms\"");
+        assert_eq!(
+            message,
+            "policy setting `backoff.cap` (line 2): must not be below backoff.base"
+        );
+        let (message, ..) = out_of_range("[backoff]\nbase = \"5s\"\ncap = \"1s\"");
+        assert_eq!(
+            message,
+            "policy setting `backoff.base` (line 2): must not exceed backoff.cap"
+        );
+
+        // Built in code, there is no line.
+        let mut config = PolicyConfig::default();
+        config.backoff.cap = Duration::from_secs(86_401);
+        assert_eq!(
+            config.validate().unwrap_err().to_string(),
+            "policy setting `backoff.cap`: must be at most 24h"
+        );
+    }
+
+    #[test]
+    fn the_historical_panics_are_rejected_up_front() {
+        // One 503 under this panicked in backoff.rs ("cannot convert float seconds to
+        // Duration"); the backoff now saturates, and validation refuses the setting.
+        let (message, ..) = out_of_range(
+            "[backoff]\nbase = \"18446744073709551615s\"\ncap = \"18446744073709551615s\"\njitter = \"none\"",
+        );
+        assert_eq!(
+            message,
+            "policy setting `backoff.base` (line 2): must be at most 24h"
+        );
+        // The other (`slowdown = 1e300` in pacing.rs) has no key left; its heirs are
+        // bounded.
+        let (message, ..) = out_of_range("[pacing]\ncubic_scale = 1e300");
+        assert_eq!(
+            message,
+            "policy setting `pacing.cubic_scale` (line 2): must be between 0.001 and 1000"
+        );
+    }
+
+    #[test]
+    fn documented_examples_and_the_bounds_themselves_are_valid() {
+        // The top-level README's example.
+        PolicyConfig::from_toml(
+            "deadline = \"2m\"\nhint_ceiling = \"30s\"\n[backoff]\njitter = \"full\"\n[budget]\ncapacity = 200",
+        )
+        .unwrap();
+        PolicyConfig::from_toml(
+            r#"
+            deadline = "24h"
+            hint_ceiling = "24h"
+            [backoff]
+            base = "24h"
+            throttled_base = "24h"
+            timeout_base = "24h"
+            cap = "24h"
+            multiplier = 1.0
+            [breaker]
+            open_for = "24h"
+            max_open_for = "24h"
+            maintenance_for = "24h"
+            [pacing]
+            decrease = 0.999
+            cubic_scale = 1000.0
+            min_rate = 0.001
+            release_rate = 1000000.0
+            measure_window = "60s"
+            "#,
+        )
+        .unwrap();
     }
 
     #[test]

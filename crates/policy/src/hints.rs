@@ -62,7 +62,9 @@ pub const NO_HEADERS: [(&str, &str); 0] = [];
 /// `x-ratelimit-*` dimension.
 ///
 /// A date in the past means "now" (`Some(Duration::ZERO)`); a value too large to
-/// represent saturates to [`Duration::MAX`] so that the caller's ceiling rejects it.
+/// represent (a number too long for an `f64`, a reset time past what `SystemTime` holds)
+/// saturates to [`Duration::MAX`] so that the caller's ceiling rejects it. Negative
+/// numbers, NaN and garbage are no hint. Never panics, whatever the bytes or the clock.
 #[must_use]
 pub fn retry_after(headers: &dyn Headers, wall_now: SystemTime) -> Option<Duration> {
     if let Some(wait) = headers.get("retry-after-ms").and_then(milliseconds) {
@@ -130,8 +132,12 @@ fn reset_instant(value: &[u8], wall_now: SystemTime) -> Option<Duration> {
     const UNIX_TIME_THRESHOLD: f64 = 1.0e9;
     let value = number(value)?;
     if value >= UNIX_TIME_THRESHOLD {
-        let reset = SystemTime::UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(value).ok()?)?;
-        Some(reset.duration_since(wall_now).unwrap_or(Duration::ZERO))
+        // A reset too far in the future to represent is an absurd wait, not no wait.
+        let reset = seconds_from_f64(value)
+            .and_then(|since_epoch| SystemTime::UNIX_EPOCH.checked_add(since_epoch));
+        Some(reset.map_or(Duration::MAX, |reset| {
+            reset.duration_since(wall_now).unwrap_or(Duration::ZERO)
+        }))
     } else {
         seconds_from_f64(value)
     }
@@ -145,9 +151,11 @@ fn seconds(text: &str) -> Option<Duration> {
     text.parse::<f64>().ok().and_then(seconds_from_f64)
 }
 
-/// A non-negative finite number of seconds; absurdly large values saturate.
+/// A non-negative number of seconds; absurdly large values (up to a run of digits too
+/// long for an `f64`, which parses as infinity) saturate to [`Duration::MAX`]. Negative
+/// values and NaN are no hint.
 fn seconds_from_f64(value: f64) -> Option<Duration> {
-    if !value.is_finite() || value < 0.0 {
+    if value.is_nan() || value < 0.0 {
         return None;
     }
     Some(Duration::try_from_secs_f64(value).unwrap_or(Duration::MAX))
@@ -170,8 +178,9 @@ fn go_duration(text: &str) -> Option<Duration> {
     if text.is_empty() {
         return None;
     }
-    if let Ok(plain) = text.parse::<f64>() {
-        return seconds_from_f64(plain);
+    // Only digits and a point: `f64`'s parser would also take `inf`, `NaN` and `1e9`.
+    if text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return seconds(text);
     }
     let mut total = 0.0_f64;
     let mut rest = text;
@@ -236,6 +245,13 @@ mod tests {
             ("1.5", Some(Duration::from_millis(1500))),
             ("007", secs(7)),
             ("99999999999999999999999", Some(Duration::MAX)),
+            ("18446744073709551616", Some(Duration::MAX)),
+            (&"9".repeat(400), Some(Duration::MAX)),
+            (
+                "Fri, 31 Dec 9999 23:59:59 GMT",
+                secs(253_402_300_799 - 1_795_651_200),
+            ),
+            ("Thu, 01 Jan 1970 00:00:00 GMT", secs(0)),
             ("1e400", None),
             ("-1", None),
             ("-0.5", None),
@@ -335,6 +351,26 @@ mod tests {
             ("x-ratelimit-reset", "1700000000"),
         ];
         assert_eq!(retry_after(&headers, now()), secs(0));
+        // Past anything a clock can hold: an absurd wait, which the policy's ceiling
+        // refuses, rather than no hint at all.
+        let far = "9".repeat(400);
+        let headers = [
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-reset", far.as_str()),
+        ];
+        assert_eq!(retry_after(&headers, now()), Some(Duration::MAX));
+        let headers = [
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-reset", "18446744073709551615"),
+        ];
+        assert_eq!(retry_after(&headers, now()), Some(Duration::MAX));
+        for garbage in ["-5", "NaN", "inf", "1e30", "--1", ""] {
+            let headers = [
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-ratelimit-reset", garbage),
+            ];
+            assert_eq!(retry_after(&headers, now()), None, "{garbage:?}");
+        }
     }
 
     #[test]
@@ -349,6 +385,11 @@ mod tests {
             ("s", None),
             ("5x", None),
             ("-1s", None),
+            ("inf", None),
+            ("NaN", None),
+            ("1e5", None),
+            ("1000000h", secs(3_600_000_000)),
+            (&format!("{}h", "9".repeat(400)), Some(Duration::MAX)),
         ];
         for (text, expected) in cases {
             assert_eq!(go_duration(text), *expected, "{text:?}");

@@ -42,16 +42,19 @@ use serde::{Deserialize, Serialize};
 pub struct PacingConfig {
     /// The factor the rate is multiplied by on a congestion event. Default 0.7, CUBIC's
     /// β and AWS's: a gentler cut than halving, since the 429s of a burst count once.
+    /// Above 0 and below 1.
     pub decrease: f64,
     /// CUBIC's `C`, in calls per second per second cubed: how fast the rate grows back.
-    /// Default 0.4 (RFC 8312 and AWS).
+    /// Default 0.4 (RFC 8312 and AWS). From 0.001 to 1000.
     pub cubic_scale: f64,
-    /// The lowest rate pacing imposes, in calls per second. Default 0.5.
+    /// The lowest rate pacing imposes, in calls per second. Default 0.5. From 0.001 (one
+    /// call in 1000 s) to 1,000,000.
     pub min_rate: f64,
-    /// The rate calls start at when an outage ends, in calls per second. Default 10.
+    /// The rate calls start at when an outage ends, in calls per second. Default 10. From
+    /// `min_rate` to 1,000,000.
     pub release_rate: f64,
     /// The window the sending rate is measured over, and the doubling period of the ramp
-    /// after an outage. Default 500 ms (AWS's measurement bucket).
+    /// after an outage. Default 500 ms (AWS's measurement bucket). From 10 ms to 60 s.
     #[serde(with = "humantime_serde")]
     pub measure_window: Duration,
 }

@@ -615,7 +615,7 @@ impl Policy {
         let congested = block_for.is_none() || call.on_model.throttled > 0;
         let slowed = congested && pacer.on_congestion(call.sent_at, now, &self.config.pacing);
         let interval = pacer.interval(now, &self.config.pacing);
-        call.on_model.throttled += 1;
+        call.on_model.throttled = call.on_model.throttled.saturating_add(1);
         if call.on_model.throttled >= self.config.attempts.throttled {
             return Decision::GiveUp(self.give_up(call, Stop::AttemptsExhausted, failure, now));
         }
@@ -644,7 +644,7 @@ impl Policy {
             .model_mut(key)
             .breaker
             .on_failure(now, &self.config.breaker);
-        call.on_model.server_fault += 1;
+        call.on_model.server_fault = call.on_model.server_fault.saturating_add(1);
         if opened || call.on_model.server_fault >= self.config.attempts.server_fault {
             if call.has_fallback() {
                 return self.fall_back(state, call, failure, now);
@@ -718,10 +718,10 @@ impl Policy {
             .breaker
             .on_failure(now, &self.config.breaker);
         let (count, limit) = if failure.transport.is_some() {
-            call.on_model.transport += 1;
+            call.on_model.transport = call.on_model.transport.saturating_add(1);
             (call.on_model.transport, self.config.attempts.transport)
         } else {
-            call.on_model.transient += 1;
+            call.on_model.transient = call.on_model.transient.saturating_add(1);
             (call.on_model.transient, self.config.attempts.transient)
         };
         if opened && call.has_fallback() {
@@ -798,7 +798,7 @@ impl Policy {
         if !state.budget.try_withdraw(cost) {
             return Decision::GiveUp(self.give_up(call, Stop::BudgetExhausted, failure, now));
         }
-        call.retries += 1;
+        call.retries = call.retries.saturating_add(1);
         call.previous_delay = delay;
         call.last_retry_cost = Some(cost);
         let cause = failure.cause();
@@ -832,9 +832,12 @@ impl Policy {
     }
 
     fn backoff(&self, call: &Call, kind: RetryKind, draw: Draw) -> Duration {
-        self.config
-            .backoff
-            .delay_for(kind, call.retries + 1, call.previous_delay, draw)
+        self.config.backoff.delay_for(
+            kind,
+            call.retries.saturating_add(1),
+            call.previous_delay,
+            draw,
+        )
     }
 
     fn give_up(&self, call: &Call, stop: Stop, failure: Failure, now: Duration) -> Box<GiveUp> {
