@@ -286,7 +286,6 @@ mod tests {
         assert_eq!(whole[0].data, "a\nb");
     }
 
-
     fn decode_split(bytes: &[u8], size: usize) -> Vec<SseEvent> {
         let mut decoder = SseDecoder::new();
         let mut events = Vec::new();
