@@ -44,7 +44,10 @@ fn hostile(server: &MockServer) {
             .streamed_only()
             .chance(0.3, 6),
         Rule::new(chat, Fault::malformed_success().header(BAD, "garbage")).chance(0.02, 7),
-        Rule::new(chat, Fault::completion(huge).header(BAD, "oversized")).chance(0.02, 8),
+        // Buffered only: streamed, the same answer comes as small events, which is fine.
+        Rule::new(chat, Fault::completion(huge).header(BAD, "oversized"))
+            .buffered_only()
+            .chance(0.02, 8),
         Rule::new(
             chat,
             Fault::slow_body(Duration::from_millis(300))
