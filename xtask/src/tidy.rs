@@ -1326,9 +1326,20 @@ const ADAPTERS: &[(&str, &str)] = &[
     ("novita-ureq", "crates/blocking/src"),
     ("novita-reqwest", "crates/async/src"),
 ];
-/// Builder methods that only one adapter has, on purpose: `(adapter, method, why)`. Empty
-/// today; add an entry only with the reason the other adapter cannot have the option.
-const ADAPTER_SPECIFIC_SETTERS: &[(&str, &str, &str)] = &[];
+/// Builder methods that only one adapter has, on purpose: `(adapter, method, why)`; add an
+/// entry only with the reason the other adapter cannot have the option.
+const ADAPTER_SPECIFIC_SETTERS: &[(&str, &str, &str)] = &[
+    (
+        "novita-ureq",
+        "agent",
+        "the user's own HTTP client, which for this adapter is a ureq::Agent",
+    ),
+    (
+        "novita-reqwest",
+        "http_client",
+        "the user's own HTTP client, which for this adapter is a reqwest::Client",
+    ),
+];
 
 /// The `pub fn`s of every inherent `impl ClientBuilder` block in `source`, with their lines.
 /// `#[cfg(test)]` items are left out; feature-gated ones count.

@@ -126,6 +126,7 @@ impl Client {
 #[must_use]
 pub struct ClientBuilder {
     options: Options,
+    http: Option<reqwest::Client>,
 }
 
 impl ClientBuilder {
@@ -190,6 +191,20 @@ impl ClientBuilder {
         self
     }
 
+    /// Sends through your own `reqwest::Client` (proxy, TLS roots and backend, client
+    /// certificates, default headers, pool settings are then yours, and no TLS provider is
+    /// installed). Per request the client still sets what the policy needs: each attempt's
+    /// timeout (its whole time limit, body included), the wait for a stream's headers and
+    /// the silence between its pieces. The client's connect timeout, not
+    /// [`Timeouts::connect`], bounds connecting. reqwest is built here without a rustls
+    /// provider of its own, so install one (`rustls::crypto::ring::default_provider()
+    /// .install_default()`) before building your client, as the TLS section of the README
+    /// says.
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
+    }
+
     /// Seeds the jitter, for reproducible runs. Default: a random seed per client.
     pub fn seed(mut self, seed: u64) -> Self {
         self.options.seed = Some(seed);
@@ -203,12 +218,15 @@ impl ClientBuilder {
     /// failure.
     pub fn build(self) -> Result<Client, Error> {
         let core = ClientCore::from_options(self.options)?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(core.timeouts().connect)
-            .user_agent(concat!("novita-reqwest/", env!("CARGO_PKG_VERSION")))
-            .tls_backend_preconfigured(tls_config()?)
-            .build()
-            .map_err(|error| Error::Client(Box::new(error)))?;
+        let http = match self.http {
+            Some(http) => http,
+            None => reqwest::Client::builder()
+                .connect_timeout(core.timeouts().connect)
+                .user_agent(concat!("novita-reqwest/", env!("CARGO_PKG_VERSION")))
+                .tls_backend_preconfigured(tls_config()?)
+                .build()
+                .map_err(|error| Error::Client(Box::new(error)))?,
+        };
         Ok(Client {
             http,
             core: Arc::new(core),

@@ -386,3 +386,37 @@ fn the_futures_are_send() {
     let body = serde_json::json!({});
     assert_send(&client.post_json("completions", &body));
 }
+
+#[tokio::test]
+async fn your_own_reqwest_client_carries_the_calls_under_the_same_policy() {
+    let server = MockServer::start();
+    server.script(Route::ChatCompletions, None, [Fault::status(503)]);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "x-team",
+        reqwest::header::HeaderValue::from_static("search"),
+    );
+    // This crate builds reqwest without a TLS provider of its own (see the README's TLS
+    // section): a program that builds its own client installs one first.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let own = reqwest::Client::builder()
+        .user_agent("my-app/1.0")
+        .default_headers(headers)
+        .build()
+        .unwrap();
+    let client = Client::builder()
+        .api_key(server.api_key())
+        .base_url(server.base_url())
+        .policy(quick_policy())
+        .http_client(own)
+        .build()
+        .unwrap();
+    let answer = client.chat(&request()).await.unwrap();
+    assert_eq!(answer.report.attempts, 2, "the 503 was retried");
+    let requests = server.requests();
+    for sent in &requests {
+        assert_eq!(sent.header("user-agent"), Some("my-app/1.0"));
+        assert_eq!(sent.header("x-team"), Some("search"));
+        assert!(sent.authorized);
+    }
+}

@@ -128,6 +128,7 @@ impl Client {
                 .get(&attempt.url)
                 .header("authorization", &authorization)
                 .config()
+                .http_status_as_error(false)
                 .timeout_global(Some(attempt.time_limit))
                 .build()
                 .call();
@@ -141,12 +142,14 @@ impl Client {
             Delivery::Streamed => builder
                 .header("accept", "text/event-stream")
                 .config()
+                .http_status_as_error(false)
                 .timeout_global(Some(attempt.time_limit))
                 .timeout_recv_response(Some(attempt.headers_within))
                 .timeout_per_read(Some(self.core.timeouts().stream_idle))
                 .build(),
             Delivery::Buffered => builder
                 .config()
+                .http_status_as_error(false)
                 .timeout_global(Some(attempt.time_limit))
                 .build(),
         };

@@ -115,6 +115,7 @@ impl Client {
 #[must_use]
 pub struct ClientBuilder {
     options: Options,
+    agent: Option<ureq::Agent>,
 }
 
 impl ClientBuilder {
@@ -179,6 +180,16 @@ impl ClientBuilder {
         self
     }
 
+    /// Sends through your own `ureq::Agent` (proxy, TLS roots, client certificates,
+    /// connection pool, user agent are then yours). Per request the client still sets
+    /// what the policy needs: error statuses come back as responses, and each attempt's
+    /// timeouts (its whole time limit, the wait for headers, the silence between stream
+    /// reads). The agent's connect timeout, not [`Timeouts::connect`], bounds connecting.
+    pub fn agent(mut self, agent: ureq::Agent) -> Self {
+        self.agent = Some(agent);
+        self
+    }
+
     /// Seeds the jitter, for reproducible runs. Default: a random seed per client.
     pub fn seed(mut self, seed: u64) -> Self {
         self.options.seed = Some(seed);
@@ -191,12 +202,14 @@ impl ClientBuilder {
     /// No key, an unusable base URL, or an invalid policy configuration.
     pub fn build(self) -> Result<Client, Error> {
         let core = ClientCore::from_options(self.options)?;
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(core.timeouts().connect))
-            .user_agent(concat!("novita-ureq/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+        let agent = self.agent.unwrap_or_else(|| {
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_connect(Some(core.timeouts().connect))
+                .user_agent(concat!("novita-ureq/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .into()
+        });
         Ok(Client {
             agent,
             core: Arc::new(core),
