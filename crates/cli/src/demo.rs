@@ -246,6 +246,50 @@ fn scenarios() -> Vec<Scenario> {
     ]
 }
 
+/// What the mock serves for one scenario of the demo, for `novita mock`.
+pub(crate) struct MockSetup {
+    /// The scenario's name on the command line: its title in lower case, words joined by
+    /// `-` (`503 three times` is `503-three-times`).
+    pub(crate) name: String,
+    pub(crate) title: &'static str,
+    /// The model the queued faults are for.
+    pub(crate) model: &'static str,
+    pub(crate) faults: Vec<Fault>,
+    pub(crate) rules: Vec<Rule>,
+    /// How a client must be set up to see what the demo shows, beyond the base URL and key.
+    pub(crate) client_note: Option<&'static str>,
+}
+
+/// Every scenario the demo plays, as the mock serves it.
+pub(crate) fn mock_setups() -> Vec<MockSetup> {
+    scenarios()
+        .into_iter()
+        .map(|scenario| MockSetup {
+            name: slug(scenario.title),
+            title: scenario.title,
+            model: scenario.model,
+            faults: (scenario.faults)(),
+            rules: (scenario.rules)(),
+            client_note: match scenario.variant {
+                Variant::Default => None,
+                Variant::WrongKey => Some("send a key other than the mock's to get the 401"),
+                Variant::WithFallback => Some("configure a fallback model, such as --fallback-model qwen/qwen-2.5-72b-instruct"),
+                Variant::SmallBudget => Some("the demo plays it with a small retry budget; with the default one a client retries longer"),
+            },
+        })
+        .collect()
+}
+
+/// `503 three times` → `503-three-times`.
+fn slug(title: &str) -> String {
+    title
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
 /// The policy the demo runs: the shipped defaults with a quicker backoff, so the whole
 /// tour takes seconds; every rule is the same.
 fn demo_policy(variant: Variant) -> PolicyConfig {

@@ -6,6 +6,7 @@
 //! - `novita demo` plays every row of the behaviour table through both adapters against
 //!   the embedded mock: no key, no network.
 //! - `novita simulate` runs the fleet simulation comparing retry strategies.
+//! - `novita mock` runs the demo's fault server on its own, one scenario at a time.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ mod chat;
 mod demo;
 mod exit;
 mod explain;
+mod mock;
 mod simulate;
 
 /// Novita API errors, explained and handled.
@@ -36,6 +38,9 @@ enum Command {
     Demo(demo::Args),
     /// Compare retry strategies in a deterministic fleet simulation (virtual time).
     Simulate(simulate::Args),
+    /// Run the demo's mock Novita API on its own, with one scenario's faults, and print its
+    /// base URL.
+    Mock(mock::Args),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +73,24 @@ fn main() -> ExitCode {
             }
             Err(message) => fail(&message, exit::CONFIG),
         },
+        Command::Mock(args) => {
+            if mock::wants_list(&args) {
+                print(&mock::list());
+                return ExitCode::from(exit::SUCCESS);
+            }
+            match mock::start(&args) {
+                Ok((_server, banner)) => {
+                    print(&banner);
+                    let _ = std::io::stdout().flush();
+                    // The server runs on its own thread until the process is interrupted.
+                    loop {
+                        std::thread::park();
+                    }
+                }
+                Err(mock::Failure::UnknownScenario(message)) => fail(&message, exit::USAGE),
+                Err(mock::Failure::Start(message)) => fail(&message, exit::CONFIG),
+            }
+        }
         Command::Simulate(args) => match simulate::run(&args) {
             Ok(report) => {
                 print(&report);

@@ -735,3 +735,56 @@ fn a_504_switched_to_streaming_keeps_tool_call_and_reasoning_whole() {
         assert_eq!(server.requests().len(), 2, "again a 504, then the stream");
     }
 }
+
+#[test]
+fn mock_lists_every_demo_scenario() {
+    let output = novita(&["mock", "--list"]);
+    assert_eq!(output.status.code(), Some(0));
+    let listed = text(&output.stdout);
+    assert_eq!(listed.lines().count(), 18, "{listed}");
+    assert!(listed.contains("503-three-times  "), "{listed}");
+    assert!(
+        listed.contains("504-tool-call-on-a-reasoning-model"),
+        "{listed}"
+    );
+
+    let output = novita(&["mock", "--scenario", "no-such-thing"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("`novita mock --list` lists them"));
+}
+
+#[test]
+fn mock_serves_a_scenario_that_other_programs_can_call() {
+    use std::io::{BufRead, BufReader};
+
+    let mut mock = Command::new(env!("CARGO_BIN_EXE_novita"))
+        .args(["mock", "--scenario", "503-three-times"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("novita mock starts");
+    let mut lines = BufReader::new(mock.stdout.take().unwrap()).lines();
+    let mut banner = Vec::new();
+    let base_url = loop {
+        let line = lines.next().expect("the banner").unwrap();
+        banner.push(line.clone());
+        if let Some(url) = line.strip_prefix("base URL: ") {
+            break url.to_owned();
+        }
+    };
+    let key_line = lines.next().unwrap().unwrap();
+    let key = key_line.strip_prefix("API key:  ").unwrap().to_owned();
+    let output = run(
+        &["chat", "--model", MODEL, "-v", "hello"],
+        &[("NOVITA_API_KEY", &key), ("NOVITA_BASE_URL", &base_url)],
+    );
+    let _ = mock.kill();
+    let _ = mock.wait();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{banner:?}\n{stderr}");
+    assert!(text(&output.stdout).contains("hello"));
+    assert_eq!(
+        stderr.matches("sending").count(),
+        4,
+        "three 503s, then the answer:\n{stderr}"
+    );
+}

@@ -202,6 +202,7 @@ impl Default for Builder {
                 prefix: DEFAULT_PREFIX.to_owned(),
                 models: DEFAULT_MODELS.iter().map(|&m| m.to_owned()).collect(),
                 latency: Duration::ZERO,
+                port: 0,
             },
         }
     }
@@ -242,6 +243,13 @@ impl Builder {
     /// delay, but not to scripted errors, malformed bodies or resets.
     pub fn latency(mut self, latency: Duration) -> Self {
         self.config.latency = latency;
+        self
+    }
+
+    /// Listens on this port of 127.0.0.1 instead of a free one (default 0: any free port),
+    /// for a server people point other programs at; tests should keep the default.
+    pub fn port(mut self, port: u16) -> Self {
+        self.config.port = port;
         self
     }
 

@@ -39,6 +39,8 @@ pub(crate) struct Config {
     pub(crate) prefix: String,
     pub(crate) models: Vec<String>,
     pub(crate) latency: Duration,
+    /// The loopback port to listen on; 0 picks a free one.
+    pub(crate) port: u16,
 }
 
 /// State shared by the server thread and the [`crate::MockServer`] handle.
@@ -75,7 +77,7 @@ pub(crate) struct Running {
 
 /// Binds a loopback port and starts serving on a new thread with its own runtime.
 pub(crate) fn spawn(config: Config) -> io::Result<Running> {
-    let listener = StdListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    let listener = StdListener::bind((Ipv4Addr::LOCALHOST, config.port))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
