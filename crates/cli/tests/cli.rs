@@ -788,3 +788,43 @@ fn mock_serves_a_scenario_that_other_programs_can_call() {
         "three 503s, then the answer:\n{stderr}"
     );
 }
+
+#[test]
+fn logs_follow_rust_log_and_never_colour_a_pipe() {
+    let server = MockServer::start();
+    server.script(Route::ChatCompletions, None, [Fault::status(503)]);
+    let base_url = server.base_url();
+    let env = [
+        ("NOVITA_API_KEY", server.api_key()),
+        ("NOVITA_BASE_URL", base_url.as_str()),
+    ];
+    // -v: every attempt and decision, as plain text (stderr is a pipe here).
+    let verbose = run(&["chat", "--model", MODEL, "-v", "hi"], &env);
+    let stderr = text(&verbose.stderr);
+    assert_eq!(verbose.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("sending") && stderr.contains("retrying"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in a pipe: {stderr:?}"
+    );
+
+    // RUST_LOG alone: only what it asks for.
+    server.script(Route::ChatCompletions, None, [Fault::status(503)]);
+    let mut with_filter = env.to_vec();
+    with_filter.push(("RUST_LOG", "novita=info"));
+    let filtered = run(&["chat", "--model", MODEL, "hi"], &with_filter);
+    let stderr = text(&filtered.stderr);
+    assert!(stderr.contains("retrying"), "{stderr}");
+    assert!(
+        !stderr.contains("sending"),
+        "debug events at info level: {stderr}"
+    );
+
+    // Neither: no logs at all.
+    server.script(Route::ChatCompletions, None, [Fault::status(503)]);
+    let quiet = run(&["chat", "--model", MODEL, "hi"], &env);
+    assert_eq!(text(&quiet.stderr), "");
+}

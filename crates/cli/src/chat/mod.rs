@@ -126,9 +126,7 @@ impl From<CallError> for Failure {
 }
 
 pub(crate) fn run(args: &Args) -> Result<(), Failure> {
-    if args.verbose {
-        init_tracing();
-    }
+    init_tracing(args.verbose);
     let policy = match &args.config {
         Some(path) => {
             Some(
@@ -221,14 +219,31 @@ fn report(args: &Args, report: &Report) {
 
 /// Attempts and decisions on stderr: the `tracing` events of every call (target `novita`)
 /// at debug level.
-fn init_tracing() {
-    let filter = tracing_subscriber::filter::Targets::new()
-        .with_target(novita_core::TRACING_TARGET, tracing::Level::DEBUG);
-    let subscriber = tracing_subscriber::fmt()
+/// Logs to stderr: what `RUST_LOG` asks for, and with `-v` every attempt and decision
+/// (`novita=debug`) on top; nothing when neither is given. Colour only on a terminal and
+/// never with `NO_COLOR` set (<https://no-color.org>).
+fn init_tracing(verbose: bool) {
+    use std::io::IsTerminal as _;
+
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|directives| !directives.trim().is_empty());
+    if from_env.is_none() && !verbose {
+        return;
+    }
+    let mut filter = tracing_subscriber::EnvFilter::new(from_env.unwrap_or_default());
+    if verbose {
+        let directive = format!("{}=debug", novita_core::TRACING_TARGET);
+        if let Ok(directive) = directive.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+    let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_max_level(tracing::Level::DEBUG)
-        .finish();
-    use tracing_subscriber::layer::SubscriberExt as _;
-    let _ = tracing::subscriber::set_global_default(subscriber.with(filter));
+        .with_ansi(colour)
+        .with_env_filter(filter)
+        .try_init();
 }
