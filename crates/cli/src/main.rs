@@ -61,10 +61,10 @@ fn main() -> ExitCode {
             Err(failure) => fail(&failure.advice(), failure.exit_code()),
         },
         Command::Demo(args) => match demo::run(&args) {
-            Ok(report) => {
-                print(&report);
+            Ok(outcome) => {
+                print(&outcome.report);
                 demo::linger(&args);
-                let code = if demo::all_as_designed(&report) {
+                let code = if outcome.all_as_designed {
                     exit::SUCCESS
                 } else {
                     exit::DEMO_DEVIATION
