@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use comfy_table::{Cell, CellAlignment, ColumnConstraint, Width};
 use novita_core::wire::{ChatCompletion, ChatRequest, FinishReason, Tool};
 use novita_core::{Answer, Error as CallError, Report};
 use novita_mock::{Fault, MockServer, RecordedRequest, Route, Rule};
@@ -626,24 +627,37 @@ fn render(rows: &[Row], elapsed: Duration) -> String {
         out,
         "novita demo: every row of the behaviour table, through both adapters\n"
     );
-    let _ = writeln!(
-        out,
-        "{:<36} {:<8} {:>5} {:>8} {:>8}  {:<8} OUTCOME",
-        "SCENARIO", "ADAPTER", "CALLS", "REQUESTS", "WAITED", "DESIGNED"
-    );
-    for row in rows {
-        let _ = writeln!(
-            out,
-            "{:<36} {:<8} {:>5} {:>8} {:>8}  {:<8} {}",
-            row.title,
-            row.adapter,
-            row.calls,
-            row.requests,
-            Seconds(row.waited).to_string(),
-            if row.as_designed() { "yes" } else { "NO" },
-            row.detail
-        );
+    let colour = crate::style::colour_stdout();
+    let mut table = crate::style::table(&[
+        "SCENARIO",
+        "ADAPTER",
+        "CALLS",
+        "REQUESTS",
+        "WAITED",
+        "AS DESIGNED",
+        "OUTCOME",
+    ]);
+    // The outcome is the long column: the others take what they need, it takes the rest.
+    if let Some(scenario) = table.column_mut(0) {
+        scenario.set_constraint(ColumnConstraint::UpperBoundary(Width::Fixed(24)));
     }
+    for row in rows {
+        let verdict = if row.as_designed() {
+            crate::style::good("yes", colour)
+        } else {
+            crate::style::bad("NO", colour)
+        };
+        table.add_row(vec![
+            Cell::new(row.title),
+            Cell::new(row.adapter),
+            Cell::new(row.calls).set_alignment(CellAlignment::Right),
+            Cell::new(row.requests).set_alignment(CellAlignment::Right),
+            Cell::new(Seconds(row.waited)).set_alignment(CellAlignment::Right),
+            verdict,
+            Cell::new(&row.detail),
+        ]);
+    }
+    let _ = writeln!(out, "{table}");
     let calls: usize = rows.iter().map(|row| row.calls).sum();
     let requests: usize = rows.iter().map(|row| row.requests).sum();
     let waited: Duration = rows.iter().map(|row| row.waited).sum();

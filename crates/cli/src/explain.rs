@@ -134,24 +134,17 @@ fn explain(status: u16, entry: &Entry) -> String {
 }
 
 fn table() -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<6} {:<22} {:<13} {:<18} SUMMARY",
-        "CODE", "REASON", "CLASS", "RETRY"
-    );
+    let mut table = crate::style::table(&["CODE", "REASON", "CLASS", "RETRY", "SUMMARY"]);
     for entry in &ENTRIES {
-        let _ = writeln!(
-            out,
-            "{:<6} {:<22} {:<13} {:<18} {}",
+        table.add_row(vec![
             entry.status.to_string(),
-            entry.reason.unwrap_or("-"),
-            entry.class.name(),
-            entry.retry.name(),
-            entry.summary
-        );
+            entry.reason.unwrap_or("-").to_owned(),
+            entry.class.name().to_owned(),
+            entry.retry.name().to_owned(),
+            entry.summary.to_owned(),
+        ]);
     }
-    out
+    format!("{table}\n")
 }
 
 #[cfg(test)]
@@ -260,11 +253,17 @@ mod tests {
         })
         .unwrap()
         .text;
-        assert_eq!(text.lines().count(), ENTRIES.len() + 1);
-        assert!(
-            text.lines()
-                .any(|line| line.starts_with("429    TOKEN_LIMIT_EXCEEDED"))
-        );
-        assert!(text.lines().any(|line| line.starts_with("5xx    -")));
+        // Each entry starts a row: its status and reason on one line (the summary may wrap).
+        for entry in &ENTRIES {
+            let status = format!(
+                "│ {:<4} ┆ {}",
+                entry.status.to_string(),
+                entry.reason.unwrap_or("-")
+            );
+            assert!(
+                text.lines().any(|line| line.starts_with(&status)),
+                "no row for {status:?}:\n{text}"
+            );
+        }
     }
 }

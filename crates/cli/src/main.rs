@@ -19,6 +19,7 @@ mod exit;
 mod explain;
 mod mock;
 mod simulate;
+mod style;
 
 /// Novita API errors, explained and handled.
 #[derive(Debug, Parser)]

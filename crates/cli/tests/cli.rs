@@ -116,8 +116,16 @@ fn explain_all_prints_the_table() {
     let output = novita(&["explain", "--all"]);
     assert_eq!(output.status.code(), Some(0));
     let stdout = text(&output.stdout);
-    assert!(stdout.starts_with("CODE"), "{stdout}");
+    assert!(
+        stdout.lines().nth(1).unwrap_or_default().contains("CODE"),
+        "{stdout}"
+    );
     assert!(stdout.contains("NOT_ENOUGH_BALANCE"), "{stdout}");
+    let widest = stdout.lines().map(|line| line.chars().count()).max();
+    assert!(
+        widest <= Some(120),
+        "a line of {widest:?} characters:\n{stdout}"
+    );
 }
 
 #[test]
@@ -408,6 +416,14 @@ fn the_demo_plays_every_scenario_as_designed() {
         text(&output.stderr).contains("[36/36]"),
         "progress is shown"
     );
+    // Off a terminal the table wraps to 120 columns and carries no colour codes.
+    let widest = stdout.lines().map(|line| line.chars().count()).max();
+    assert!(
+        widest <= Some(120),
+        "a line of {widest:?} characters:\n{stdout}"
+    );
+    assert!(!stdout.contains('\u{1b}'), "colour codes in a pipe");
+    assert!(stdout.contains("AS DESIGNED"), "{stdout}");
 }
 
 #[test]
