@@ -42,6 +42,11 @@
 //! min_rate = 0.5
 //! release_rate = 10.0
 //! measure_window = "500ms"
+//!
+//! # [limits."deepseek/deepseek-r1"]   # proactive per-model limits; none by default
+//! # rpm = 60              # requests per minute
+//! # tpm = 100000          # tokens per minute (prompt and answer)
+//! # burst = "1s"          # how far ahead of the steady pace calls may run
 //! ```
 //!
 //! # Bounds
@@ -66,16 +71,21 @@
 //!   from 0.001 to 1,000,000 calls a second (so a paced interval is at most 1000 s);
 //!   `release_rate` from `min_rate` to 1,000,000; `measure_window` from 10 ms to 60 s.
 //!   NaN and infinities are rejected everywhere.
+//! - Limits, per model: `rpm` or `tpm` (or both) set; `rpm` from 1 to 10,000,000;
+//!   `tpm` from 1 to 10,000,000,000; `burst` at most 60 s. Errors name the model:
+//!   `` policy setting `limits."deepseek/deepseek-r1".rpm` (line 2): must be between 1
+//!   and 10000000 requests a minute ``.
 //!
 //! Counts (attempts, costs, `max_held`) may be anything a `u32` holds: the arithmetic on
 //! them saturates. A configuration that validates never makes the policy panic, whatever
 //! the outcomes, server hints and times it is given (a property test checks it).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Backoff, BreakerConfig, BudgetConfig, PacingConfig};
+use crate::{Backoff, BreakerConfig, BudgetConfig, ModelLimits, PacingConfig};
 
 /// Everything the policy can be told. `PolicyConfig::default()` is the recommended setup.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -108,6 +118,13 @@ pub struct PolicyConfig {
     pub breaker: BreakerConfig,
     /// Client-side pacing after repeated 429s.
     pub pacing: PacingConfig,
+    /// Proactive rate limits per model key (`[limits."model-name"] rpm = 60, tpm =
+    /// 100000`), enforced before sending by GCRA (see [`limits`](crate::limits)): a call
+    /// that would exceed one waits at admission instead of provoking a 429. Each model of a
+    /// call, fallbacks included, is held to its own entry; a model without one is not
+    /// limited. Default: none.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, ModelLimits>,
 }
 
 impl Default for PolicyConfig {
@@ -122,6 +139,7 @@ impl Default for PolicyConfig {
             budget: BudgetConfig::default(),
             breaker: BreakerConfig::default(),
             pacing: PacingConfig::default(),
+            limits: BTreeMap::new(),
         }
     }
 }
@@ -171,12 +189,16 @@ pub enum ConfigError {
     /// A value is out of its allowed range, or does not fit with another setting.
     ///
     /// Reads `` policy setting `backoff.cap` (line 3): must be at most 24h ``; the line is
-    /// there when the configuration was read with [`PolicyConfig::from_toml`].
-    #[error("policy setting `{field}`{}: {problem}", on_line(.line))]
+    /// there when the configuration was read with [`PolicyConfig::from_toml`]. For a
+    /// model's limit it names the model: `` policy setting `limits."some/model".rpm` ``.
+    #[error("policy setting `{}`{}: {problem}", key_path(.field, .model), on_line(.line))]
     #[non_exhaustive]
     OutOfRange {
-        /// The offending key, as dotted TOML path (as written, for an alias).
+        /// The offending key, as dotted TOML path (as written, for an alias); for a
+        /// model's limit, without the model (`limits.rpm`, `limits.tpm`, `limits.burst`).
         field: &'static str,
+        /// For a model's limit, the model key it is set under.
+        model: Option<String>,
         /// What is wrong with it.
         problem: &'static str,
         /// The line of the key in the TOML text, counted from 1; `None` for a
@@ -185,6 +207,14 @@ pub enum ConfigError {
         /// The column the key starts at on that line, counted from 1 in characters.
         column: Option<usize>,
     },
+}
+
+/// The key as a user writes it: `limits.rpm` of model `m` is `limits."m".rpm`.
+fn key_path(field: &str, model: &Option<String>) -> String {
+    match (model, field.split_once('.')) {
+        (Some(model), Some((table, key))) => format!("{table}.{model:?}.{key}"),
+        _ => field.to_owned(),
+    }
 }
 
 /// ` (line N)`, or nothing when the line is unknown.
@@ -240,6 +270,7 @@ impl Rule {
     ) -> ConfigError {
         ConfigError::OutOfRange {
             field,
+            model: None,
             problem,
             line: at.map(|(line, _)| line),
             column: at.map(|(_, column)| column),
@@ -267,6 +298,43 @@ impl Rule {
     }
 }
 
+/// A model's limit out of range: `[limits."model"] key`.
+struct BrokenLimit<'a> {
+    model: &'a str,
+    /// The key under the model's table: `rpm`, `tpm` or `burst`.
+    key: &'static str,
+    problem: &'static str,
+}
+
+impl BrokenLimit<'_> {
+    fn error(&self, at: Option<(usize, usize)>) -> ConfigError {
+        let field = match self.key {
+            "rpm" => "limits.rpm",
+            "tpm" => "limits.tpm",
+            _ => "limits.burst",
+        };
+        ConfigError::OutOfRange {
+            field,
+            model: Some(self.model.to_owned()),
+            problem: self.problem,
+            line: at.map(|(line, _)| line),
+            column: at.map(|(_, column)| column),
+        }
+    }
+
+    /// The error at the key's place in `text` (the model's table, when the key is not
+    /// written).
+    #[cfg(feature = "toml")]
+    fn located(&self, text: &str) -> ConfigError {
+        let Ok(document) = toml::de::DeTable::parse(text) else {
+            return self.error(None);
+        };
+        let offset = path_offset(document.get_ref(), ["limits", self.model, self.key])
+            .or_else(|| path_offset(document.get_ref(), ["limits", self.model]));
+        self.error(offset.map(|offset| line_and_column(text, offset)))
+    }
+}
+
 /// Where the key `field` (a dotted path) starts in `document`, and its name as written
 /// (an alias, if that is what the text uses).
 #[cfg(feature = "toml")]
@@ -279,21 +347,31 @@ fn key_offset(
         .iter()
         .find(|(name, _)| *name == field)
         .map(|&(_, alias)| alias);
-    [Some(field), alias].into_iter().flatten().find_map(|name| {
-        let mut table = document;
-        let mut segments = name.split('.').peekable();
-        while let Some(segment) = segments.next() {
-            let (key, value) = table.iter().find(|(key, _)| key.get_ref() == segment)?;
-            if segments.peek().is_none() {
-                return Some((name, key.span().start));
-            }
-            match value.get_ref() {
-                toml::de::DeValue::Table(inner) => table = inner,
-                _ => return None,
-            }
+    [Some(field), alias]
+        .into_iter()
+        .flatten()
+        .find_map(|name| Some((name, path_offset(document, name.split('.'))?)))
+}
+
+/// Where the key at the end of `path` (its segments) starts in `document`.
+#[cfg(feature = "toml")]
+fn path_offset<'a>(
+    document: &toml::de::DeTable<'_>,
+    path: impl IntoIterator<Item = &'a str>,
+) -> Option<usize> {
+    let mut table = document;
+    let mut segments = path.into_iter().peekable();
+    while let Some(segment) = segments.next() {
+        let (key, value) = table.iter().find(|(key, _)| key.get_ref() == segment)?;
+        if segments.peek().is_none() {
+            return Some(key.span().start);
         }
-        None
-    })
+        match value.get_ref() {
+            toml::de::DeValue::Table(inner) => table = inner,
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// The line and column (both from 1, the column in characters) of byte `offset` in `text`.
@@ -332,10 +410,13 @@ impl PolicyConfig {
     #[cfg(feature = "toml")]
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let config: Self = toml::from_str(text).map_err(ConfigError::Toml)?;
-        match config.broken_rule() {
-            Some(rule) => Err(rule.located(text)),
-            None => Ok(config),
+        if let Some(rule) = config.broken_rule() {
+            return Err(rule.located(text));
         }
+        if let Some(limit) = config.broken_limit() {
+            return Err(limit.located(text));
+        }
+        Ok(config)
     }
 
     /// Checks the ranges a sensible configuration keeps to (the module documentation
@@ -345,10 +426,25 @@ impl PolicyConfig {
     /// # Errors
     /// [`ConfigError::OutOfRange`] naming the first offending field (without a line).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        match self.broken_rule() {
-            Some(rule) => Err(Rule::error(rule.field, rule.problem, None)),
-            None => Ok(()),
+        if let Some(rule) = self.broken_rule() {
+            return Err(Rule::error(rule.field, rule.problem, None));
         }
+        if let Some(limit) = self.broken_limit() {
+            return Err(limit.error(None));
+        }
+        Ok(())
+    }
+
+    /// The first model whose limits break a range, in key order.
+    fn broken_limit(&self) -> Option<BrokenLimit<'_>> {
+        self.limits.iter().find_map(|(model, limits)| {
+            let (key, problem) = limits.broken_rule()?;
+            Some(BrokenLimit {
+                model,
+                key,
+                problem,
+            })
+        })
     }
 
     /// The first rule this configuration breaks, in the order of the documented example.
@@ -699,6 +795,77 @@ mod tests {
             release_rate = 1000000.0
             measure_window = "60s"
             "#,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn reads_per_model_limits() {
+        let config = PolicyConfig::from_toml(
+            r#"
+            [limits."deepseek/deepseek-r1"]
+            rpm = 60
+            tpm = 100000
+            [limits."meta-llama/llama-3.1-8b-instruct"]
+            tpm = 5000
+            burst = "10s"
+            "#,
+        )
+        .unwrap();
+        let r1 = config.limits["deepseek/deepseek-r1"];
+        assert_eq!((r1.rpm, r1.tpm), (Some(60), Some(100_000)));
+        assert_eq!(r1.burst, Duration::from_secs(1), "the default burst");
+        let llama = config.limits["meta-llama/llama-3.1-8b-instruct"];
+        assert_eq!((llama.rpm, llama.tpm), (None, Some(5_000)));
+        assert_eq!(llama.burst, Duration::from_secs(10));
+        assert!(PolicyConfig::default().limits.is_empty());
+        let message = toml_error(
+            "[limits.m]
+rps = 3",
+        );
+        assert!(message.contains("unknown field `rps`"), "{message}");
+        let text = toml::to_string(&config).unwrap();
+        assert_eq!(PolicyConfig::from_toml(&text).unwrap(), config);
+    }
+
+    #[test]
+    fn out_of_range_limits_name_the_model_and_the_line() {
+        let (message, field, line, column) =
+            out_of_range("max_attempts = 3\n[limits.\"deepseek/deepseek-r1\"]\nrpm = 0\n");
+        assert_eq!(
+            message,
+            "policy setting `limits.\"deepseek/deepseek-r1\".rpm` (line 3): must be between 1 and 10000000 requests a minute"
+        );
+        assert_eq!((field, line, column), ("limits.rpm", Some(3), Some(1)));
+        for (text, field) in [
+            ("[limits.m]\nrpm = 10000001", "limits.rpm"),
+            ("[limits.m]\ntpm = 0", "limits.tpm"),
+            ("[limits.m]\ntpm = 10000000001", "limits.tpm"),
+            ("[limits.m]\nrpm = 1\nburst = \"61s\"", "limits.burst"),
+        ] {
+            assert_eq!(out_of_range(text).1, field, "{text}");
+        }
+        // Neither limit: the error points at the model's table.
+        let (message, _, line, _) = out_of_range("\n[limits.\"a.b\"]\nburst = \"2s\"");
+        assert_eq!(
+            message,
+            "policy setting `limits.\"a.b\".rpm` (line 2): must be set, or tpm (a limit without either does nothing)"
+        );
+        assert_eq!(line, Some(2));
+        // Inline tables, and built in code (no line).
+        let (_, _, line, column) = out_of_range("limits = { m = { tpm = 0 } }");
+        assert_eq!((line, column), (Some(1), Some(18)));
+        let mut config = PolicyConfig::default();
+        config
+            .limits
+            .insert("m".to_owned(), crate::ModelLimits::new(Some(0), None));
+        assert_eq!(
+            config.validate().unwrap_err().to_string(),
+            "policy setting `limits.\"m\".rpm`: must be between 1 and 10000000 requests a minute"
+        );
+        // The bounds themselves are valid.
+        PolicyConfig::from_toml(
+            "[limits.a]\nrpm = 1\ntpm = 1\nburst = \"0s\"\n[limits.b]\nrpm = 10000000\ntpm = 10000000000\nburst = \"60s\"",
         )
         .unwrap();
     }

@@ -10,7 +10,8 @@
 //!
 //! What it decides from: the outcome of one attempt (a status with headers and error body,
 //! or a transport failure), the call's history ([`Call`]), and the client's shared state
-//! ([`ClientState`]: retry budget, per-model circuit breakers and pacing). What it answers:
+//! ([`ClientState`]: retry budget, per-model circuit breakers, pacing and the proactive
+//! rate limits of [`limits`]). What it answers:
 //! a [`Decision`].
 //!
 //! Settings ([`PolicyConfig`]) are built in code or, with the default `toml` feature, read
@@ -42,6 +43,7 @@ mod budget;
 mod config;
 mod decision;
 pub mod hints;
+pub mod limits;
 mod outcome;
 mod pacing;
 mod policy;
@@ -54,6 +56,7 @@ pub use budget::{BudgetConfig, RetryBudget};
 pub use config::{AttemptLimits, ConfigError, PolicyConfig};
 pub use decision::{Action, Cause, Decision, GiveUp, Seconds, Stop};
 pub use hints::{Headers, NO_HEADERS};
+pub use limits::ModelLimits;
 pub use outcome::{Delivery, Outcome, Phase, Transport};
 pub use pacing::{Pacer, PacingConfig};
 pub use policy::{Admission, Call, ClientState, Clock, Policy};

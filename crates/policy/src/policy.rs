@@ -5,7 +5,7 @@
 //! ```text
 //! let mut call = policy.start_call(now, delivery, models.len());
 //! loop {
-//!     match policy.admit(&mut state, &mut call, key, now) {      // breaker, pacing
+//!     match policy.admit(&mut state, &mut call, key, now) {      // breaker, pacing, limits
 //!         Admission::Send => {}
 //!         Admission::Wait(wait) => { sleep(wait); continue }        // then ask again
 //!         Admission::FallBack { .. } => continue,                   // key changed
@@ -27,9 +27,10 @@ use novita_catalog::{Class, Entry, Escalation, RateLimit, Retry};
 
 use crate::breaker::Maintenance;
 use crate::decision::{Action, Cause, Decision, GiveUp, Stop};
+use crate::limits::Tats;
 use crate::{
-    Breaker, BreakerConfig, BreakerState, Delivery, Draw, ErrorBody, Headers, Outcome, Pacer,
-    PacingConfig, PolicyConfig, RetryBudget, RetryKind, Transport, WhenOpen, hints,
+    Breaker, BreakerConfig, BreakerState, Delivery, Draw, ErrorBody, Headers, ModelLimits, Outcome,
+    Pacer, PacingConfig, PolicyConfig, RetryBudget, RetryKind, Transport, WhenOpen, hints,
 };
 
 /// The catalog name of the 500 a model in maintenance answers (`MODEL_NOT_AVAILABLE`).
@@ -60,10 +61,12 @@ pub struct Clock {
 /// Exhaustive on purpose, like [`Decision`]: a driver must handle every answer.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Admission {
-    /// Send now; a pacing slot (if the model is paced) has been taken.
+    /// Send now; a pacing slot (if the model is paced) has been taken, and the model's
+    /// limits (if it has any) charged one request and the call's estimated tokens.
     Send,
-    /// Not yet: pacing or a server's hint holds calls to this model. Sleep this long, then
-    /// ask again; nothing was reserved, so a hint that arrives meanwhile still counts.
+    /// Not yet: pacing, a server's hint or the model's limits hold calls to this model.
+    /// Sleep this long, then ask again; nothing was reserved, so a hint that arrives
+    /// meanwhile still counts.
     Wait(Duration),
     /// The model's circuit breaker is open: the call moved to the model at this index;
     /// ask again with that model's key.
@@ -96,6 +99,8 @@ pub struct Call {
     sent_at: Duration,
     /// The call's place in line on its current model, while it is held.
     ticket: Option<u64>,
+    /// The tokens each attempt is charged against a model's tokens-per-minute limit.
+    estimated_tokens: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -140,6 +145,22 @@ impl Call {
         self
     }
 
+    /// This call, charging `tokens` against a model's tokens-per-minute limit
+    /// ([`PolicyConfig::limits`]) on every attempt it sends: an estimate of the prompt and
+    /// the answer, corrected once the answer's usage is known
+    /// ([`ClientState::correct_tokens`]). Default 0: only requests are counted.
+    #[must_use]
+    pub fn with_estimated_tokens(mut self, tokens: u64) -> Self {
+        self.estimated_tokens = tokens;
+        self
+    }
+
+    /// The tokens each attempt is charged (see [`with_estimated_tokens`](Self::with_estimated_tokens)).
+    #[must_use]
+    pub fn estimated_tokens(&self) -> u64 {
+        self.estimated_tokens
+    }
+
     /// What the call's last failed attempt said, for a give-up at admission.
     fn failure_so_far(&self) -> Option<Failure> {
         self.last_failure.as_deref().cloned()
@@ -151,7 +172,8 @@ impl Call {
 }
 
 /// State that outlives one call and is shared by every call of a client: the retry budget
-/// and, per model key, a circuit breaker and a pacer.
+/// and, per model key, a circuit breaker, a pacer and the theoretical arrival times of its
+/// limits (one per dimension, see [`limits`](crate::limits)).
 ///
 /// It is a plain struct; adapters share it between threads or tasks behind a lock.
 #[derive(Clone, Debug)]
@@ -159,6 +181,7 @@ pub struct ClientState {
     budget: RetryBudget,
     breaker_config: BreakerConfig,
     pacing_config: PacingConfig,
+    limits: BTreeMap<String, ModelLimits>,
     models: HashMap<String, ModelState>,
 }
 
@@ -168,6 +191,7 @@ struct ModelState {
     pacer: Pacer,
     maintenance: Maintenance,
     line: HoldLine,
+    tats: Tats,
 }
 
 /// The calls held while a model's breaker is open, first come first served. Each holds a
@@ -224,8 +248,44 @@ impl ClientState {
             budget: RetryBudget::new(config.budget),
             breaker_config: config.breaker,
             pacing_config: config.pacing,
+            limits: config.limits.clone(),
             models: HashMap::new(),
         }
+    }
+
+    /// Corrects model `key`'s tokens-per-minute state once an answer's usage is known: an
+    /// attempt charged `estimated` tokens at admission took `actual`. The difference moves
+    /// the model's theoretical arrival time, never below `now` (unused tokens do not become
+    /// credit in the past) and never more than a minute and the burst past it. Nothing
+    /// happens for a model without a `tpm` limit.
+    pub fn correct_tokens(&mut self, key: &str, estimated: u64, actual: u64, now: Duration) {
+        if estimated == actual {
+            return;
+        }
+        let Some(limits) = self.limits.get(key).copied() else {
+            return;
+        };
+        self.model_mut(key)
+            .tats
+            .correct(&limits, estimated, actual, now);
+    }
+
+    /// How long model `key`'s limits hold a call charging `tokens` at `now`, and the limit
+    /// that holds it longest; `None` when they let it go now (or the model has none).
+    #[must_use]
+    pub fn limit_wait(
+        &self,
+        key: &str,
+        tokens: u64,
+        now: Duration,
+    ) -> Option<(RateLimit, Duration)> {
+        let limits = self.limits.get(key)?;
+        let tats = self
+            .models
+            .get(key)
+            .map(|model| model.tats)
+            .unwrap_or_default();
+        tats.wait(limits, tokens, now)
     }
 
     /// The retry budget.
@@ -340,6 +400,7 @@ impl Policy {
             last_failure: None,
             sent_at: now,
             ticket: None,
+            estimated_tokens: 0,
         }
     }
 
@@ -348,9 +409,13 @@ impl Policy {
     /// In order: a model in maintenance or behind an open breaker sends the call to its
     /// next fallback model; with none left, an open breaker holds the call in line (or
     /// rejects it, with [`WhenOpen::FailFast`]); calls leave the line first come first
-    /// served; pacing and server hints may ask for a wait; a half-open breaker lets one
-    /// probe through. Nothing is reserved by a wait, so a hint that arrives meanwhile
-    /// still counts.
+    /// served; pacing, server hints and the model's limits ([`PolicyConfig::limits`]: one
+    /// more request, and the call's [estimated tokens](Call::with_estimated_tokens), must
+    /// fit) may ask for a wait; a half-open breaker lets one probe through. Nothing is
+    /// reserved by a wait, so a hint that arrives meanwhile still counts, and the limits
+    /// are charged only when the answer is [`Admission::Send`]. A wait that would cross the
+    /// call's deadline rejects it instead ([`Stop::PastDeadline`], reported as the 429 of
+    /// the limit that held it back unless an attempt of its own failed).
     pub fn admit(
         &self,
         state: &mut ClientState,
@@ -377,15 +442,26 @@ impl Policy {
             // Calls released after an outage go in the order they arrived.
             return self.hold(model, call, now);
         }
-        let wait = model.pacer.wait(now);
+        let limits = self.config.limits.get(key);
+        let limited = limits.and_then(|limits| model.tats.wait(limits, call.estimated_tokens, now));
+        let paced = model.pacer.wait(now);
+        let wait = limited.map_or(paced, |(_, wait)| wait.max(paced));
         if !wait.is_zero() {
             if self.crosses_deadline(call, now, wait) {
                 model.line.leave(call.ticket.take());
                 // Only throttling holds a model back, so a call that never got an answer
-                // of its own was stopped by the 429s of others.
-                let failure = call.failure_so_far().unwrap_or_else(|| Failure {
-                    entry: novita_catalog::lookup(429),
-                    ..Failure::default()
+                // of its own was stopped by the 429s of others, or by the limit it would
+                // have crossed.
+                let failure = call.failure_so_far().unwrap_or_else(|| match limited {
+                    Some((limit, limit_wait)) if limit_wait >= paced => Failure {
+                        entry: novita_catalog::lookup_reason(429, limit_reason(limit)),
+                        rate_limit: Some(limit),
+                        ..Failure::default()
+                    },
+                    _ => Failure {
+                        entry: novita_catalog::lookup(429),
+                        ..Failure::default()
+                    },
                 });
                 return Admission::Reject(self.give_up(call, Stop::PastDeadline, failure, now));
             }
@@ -401,6 +477,9 @@ impl Policy {
         }
         model.line.leave(call.ticket.take());
         model.pacer.take_slot(now, &self.config.pacing);
+        if let Some(limits) = limits {
+            model.tats.charge(limits, call.estimated_tokens, now);
+        }
         call.sent_at = now;
         Admission::Send
     }
@@ -857,6 +936,14 @@ impl Policy {
             model: call.model,
             advice,
         })
+    }
+}
+
+/// Novita's `reason` for a 429 of `limit`.
+fn limit_reason(limit: RateLimit) -> &'static str {
+    match limit {
+        RateLimit::TokensPerMinute => "TOKEN_LIMIT_EXCEEDED",
+        _ => "RATE_LIMIT_EXCEEDED",
     }
 }
 
