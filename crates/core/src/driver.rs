@@ -39,7 +39,7 @@ use crate::client::ClientCore;
 use crate::error::{BoxError, Error};
 use crate::report::{Answer, Report};
 use crate::request::{Reassembly, Request, model_chain};
-use crate::wire::{ChatCompletion, StreamBreak};
+use crate::wire::{ChatCompletion, StreamBreak, Usage};
 
 /// The `tracing` target of every event a call emits.
 pub const TRACING_TARGET: &str = "novita";
@@ -180,12 +180,16 @@ pub struct CallDriver {
     stage: Stage,
     started: Duration,
     waited: Duration,
+    /// Whether the answer's usage has corrected the token estimate (once per call).
+    usage_corrected: bool,
     span: tracing::Span,
 }
 
 impl CallDriver {
     /// Starts `request` at `now` (the core's [`now`](ClientCore::now), or virtual time) on
     /// `core`: the model chain is the request's model, then the client's fallback models.
+    /// Each attempt is charged [`Request::estimated_tokens`] against the model's
+    /// tokens-per-minute limit, if the policy sets one.
     #[must_use]
     pub fn new(core: Arc<ClientCore>, request: Request, now: Duration) -> Self {
         #[cfg(feature = "metrics")]
@@ -203,7 +207,8 @@ impl CallDriver {
         let call = match request.reassembly() {
             Reassembly::Chat => call,
             Reassembly::Unsupported => call.without_streaming_switch(),
-        };
+        }
+        .with_estimated_tokens(request.estimated_tokens());
         Self {
             url: core.settings().url(request.route()),
             core,
@@ -213,6 +218,7 @@ impl CallDriver {
             stage: Stage::Ready { not_before: now },
             started: now,
             waited: Duration::ZERO,
+            usage_corrected: false,
             span,
         }
     }
@@ -288,7 +294,24 @@ impl CallDriver {
             match admission {
                 Admission::Send => return Admitted::Send,
                 Admission::Wait(wait) => {
-                    debug!(target: TRACING_TARGET, wait_ms = wait.as_millis(), "pacing");
+                    let limited = shared.state.limit_wait(
+                        &self.models[model],
+                        self.call.estimated_tokens(),
+                        now,
+                    );
+                    match limited {
+                        Some((limit, held)) => debug!(
+                            target: TRACING_TARGET,
+                            wait_ms = wait.as_millis(),
+                            limit = limit.abbreviation(),
+                            limit_wait_ms = held.as_millis(),
+                            estimated_tokens = self.call.estimated_tokens(),
+                            "rate limit: waiting"
+                        ),
+                        None => {
+                            debug!(target: TRACING_TARGET, wait_ms = wait.as_millis(), "pacing")
+                        }
+                    }
                     return Admitted::Wait(wait);
                 }
                 Admission::FallBack { model } => {
@@ -442,6 +465,32 @@ impl CallDriver {
             Draw::MIN,
         );
         debug_assert_eq!(decision, Decision::Done);
+    }
+
+    /// Feeds back the answer's token usage (`usage` of a chat completion, or of the last
+    /// chunk of a stream that asked for it), once the call has answered: the model's
+    /// tokens-per-minute state is corrected from the call's estimate
+    /// ([`Request::estimated_tokens`]) to `usage.total_tokens`. Only the first report
+    /// counts; before an answer, or without a `tpm` limit on the model, it changes
+    /// nothing. An answer without usage (most streams) is simply not corrected.
+    pub fn handle_usage(&mut self, usage: &Usage, now: Duration) {
+        if !matches!(self.stage, Stage::Answered) || self.usage_corrected {
+            return;
+        }
+        self.usage_corrected = true;
+        let estimated = self.call.estimated_tokens();
+        debug!(
+            target: TRACING_TARGET,
+            estimated_tokens = estimated,
+            total_tokens = usage.total_tokens,
+            "token usage"
+        );
+        self.core.lock().state.correct_tokens(
+            &self.models[self.call.model()],
+            estimated,
+            usage.total_tokens,
+            now,
+        );
     }
 
     /// Feeds back what the adapter made of a success response, through the matching

@@ -60,7 +60,7 @@ pub use driver::{Attempt, CallDriver, Poll, Received, TRACING_TARGET};
 pub use error::{BoxError, Error, ErrorKind};
 pub use key::{API_KEY_VAR, ApiKey, KeySource};
 pub use report::{Answer, Report};
-pub use request::{Reassembly, Request};
+pub use request::{CHARS_PER_TOKEN, DEFAULT_ANSWER_TOKENS, Reassembly, Request};
 pub use settings::{
     BASE_URL_VAR, DEFAULT_BASE_URL, DEFAULT_MAX_ERROR_BODY, DEFAULT_MAX_SUCCESS_BODY,
     LITELLM_BASE_URL_VAR, Options, Settings, Timeouts,

@@ -10,6 +10,17 @@ use crate::wire::ChatRequest;
 /// The chat-completions route, the one route whose calls can switch to streaming.
 const CHAT_ROUTE: &str = "chat/completions";
 
+/// Characters per token in the estimate of a prompt's size: OpenAI's rule of thumb for
+/// English text ("one token is about four characters"). Rough for code and other
+/// languages, but the estimate only has to hold until the answer's `usage` corrects it.
+pub const CHARS_PER_TOKEN: u64 = 4;
+
+/// The answer's tokens in the estimate when a request sets neither `max_tokens` nor
+/// `max_completion_tokens`: a short chat answer. Reserving a model's whole context instead
+/// would hold a client far below its tokens-per-minute limit when answers are short, and
+/// the correction from `usage` repays or charges the difference once the answer is in.
+pub const DEFAULT_ANSWER_TOKENS: u64 = 256;
+
 /// One call's request, before the policy picks the model and delivery of each attempt.
 ///
 /// ```
@@ -112,6 +123,67 @@ impl Request {
         self.delivery
     }
 
+    /// The tokens this request is expected to cost, charged against a model's
+    /// tokens-per-minute limit ([`PolicyConfig::limits`](novita_policy::PolicyConfig::limits))
+    /// on each attempt and corrected from the answer's `usage`:
+    ///
+    /// - the prompt: every character of the messages' text (text parts included, and the
+    ///   arguments of the tool calls they carry), or of a `prompt` or `input` field,
+    ///   divided by [`CHARS_PER_TOKEN`] and rounded up;
+    /// - the answer: `max_completion_tokens`, else `max_tokens`, else
+    ///   [`DEFAULT_ANSWER_TOKENS`] for a request with a prompt.
+    ///
+    /// A `GET` costs nothing.
+    ///
+    /// ```
+    /// # use novita_core::{Request, wire::ChatRequest};
+    /// let mut chat = ChatRequest::new("m", "Hello, world"); // 12 characters: 3 tokens
+    /// chat.max_tokens = Some(100);
+    /// assert_eq!(Request::chat(&chat).estimated_tokens(), 103);
+    /// assert_eq!(Request::get("models").estimated_tokens(), 0);
+    /// ```
+    #[must_use]
+    pub fn estimated_tokens(&self) -> u64 {
+        let (chars, answer) = match &self.body {
+            Body::None => return 0,
+            Body::Chat(request) => {
+                let chars = request
+                    .messages
+                    .iter()
+                    .map(|message| {
+                        let calls = message
+                            .tool_calls
+                            .iter()
+                            .map(|call| call.function.arguments.chars().count());
+                        message.text().chars().count() + calls.sum::<usize>()
+                    })
+                    .sum::<usize>();
+                let answer = request.max_completion_tokens.or(request.max_tokens);
+                (chars as u64, answer.map(u64::from))
+            }
+            Body::Json(body) => {
+                let chars = ["prompt", "input"]
+                    .iter()
+                    .filter_map(|field| body.get(field))
+                    .chain(
+                        body.get("messages")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|message| message.get("content")),
+                    )
+                    .map(text_chars)
+                    .sum::<u64>();
+                let answer = ["max_completion_tokens", "max_tokens"]
+                    .iter()
+                    .find_map(|field| body.get(field).and_then(Value::as_u64));
+                (chars, answer)
+            }
+        };
+        let answer = answer.unwrap_or(if chars > 0 { DEFAULT_ANSWER_TOKENS } else { 0 });
+        chars.div_ceil(CHARS_PER_TOKEN).saturating_add(answer)
+    }
+
     /// Whether a switch to streaming can be honoured.
     #[must_use]
     pub fn reassembly(&self) -> Reassembly {
@@ -154,6 +226,24 @@ impl Request {
             }
         };
         bytes.map(Some).map_err(Error::Encode)
+    }
+}
+
+/// The characters of text in a JSON prompt: a string, or an array of strings and of text
+/// parts (`{"type": "text", "text": ...}`).
+fn text_chars(value: &Value) -> u64 {
+    let chars = |text: &str| text.chars().count() as u64;
+    match value {
+        Value::String(text) => chars(text),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(text) => chars(text),
+                Value::Object(part) => part.get("text").and_then(Value::as_str).map_or(0, chars),
+                _ => 0,
+            })
+            .sum(),
+        _ => 0,
     }
 }
 
@@ -212,6 +302,52 @@ mod tests {
         assert_eq!(raw_chat.reassembly(), Reassembly::Chat);
         let body = json(raw_chat.body_for("a", Delivery::Buffered).unwrap());
         assert_eq!(body["stream"].as_bool(), Some(false));
+    }
+
+    #[test]
+    fn the_token_estimate_counts_the_prompt_and_the_answer_cap() {
+        use crate::wire::{ContentPart, Message};
+        // 5 + 9 characters: 14 / 4 rounded up is 4; no cap: the default answer.
+        let mut chat = ChatRequest::new("m", "Hello");
+        chat.messages
+            .push(Message::user(vec![ContentPart::text("and again")]));
+        assert_eq!(
+            Request::chat(&chat).estimated_tokens(),
+            4 + DEFAULT_ANSWER_TOKENS
+        );
+        chat.max_tokens = Some(50);
+        assert_eq!(Request::chat_stream(&chat).estimated_tokens(), 54);
+        chat.max_completion_tokens = Some(70);
+        assert_eq!(
+            Request::chat(&chat).estimated_tokens(),
+            74,
+            "the newer name wins"
+        );
+
+        // Raw JSON: messages with text or parts, a prompt, an input.
+        let body = serde_json::json!({
+            "model": "m",
+            "messages": [
+                {"role": "system", "content": "12345678"},
+                {"role": "user", "content": [{"type": "text", "text": "1234"}, {"type": "image_url"}]},
+            ],
+            "max_tokens": 10,
+        });
+        assert_eq!(
+            Request::post("chat/completions", &body).estimated_tokens(),
+            3 + 10
+        );
+        let body = serde_json::json!({"model": "m", "prompt": ["abcd", "e"]});
+        assert_eq!(
+            Request::post("completions", &body).estimated_tokens(),
+            2 + DEFAULT_ANSWER_TOKENS
+        );
+        let body = serde_json::json!({"model": "m"});
+        assert_eq!(Request::post("embeddings", &body).estimated_tokens(), 0);
+        // Multi-byte text is counted in characters.
+        let mut capped = ChatRequest::new("m", "日本語です");
+        capped.max_tokens = Some(0);
+        assert_eq!(Request::chat(&capped).estimated_tokens(), 2);
     }
 
     #[test]

@@ -16,10 +16,10 @@ use std::time::{Duration, SystemTime};
 
 use novita_core::policy::catalog::{Escalation, RateLimit};
 use novita_core::policy::{
-    BreakerState, Clock, Delivery, GiveUp, Jitter, NO_HEADERS, PolicyConfig, Stop, Transport,
-    WhenOpen,
+    BreakerState, Clock, Delivery, GiveUp, Jitter, ModelLimits, NO_HEADERS, PolicyConfig, Stop,
+    Transport, WhenOpen,
 };
-use novita_core::wire::ChatRequest;
+use novita_core::wire::{ChatRequest, Usage};
 use novita_core::{
     API_KEY_VAR, Attempt, CallDriver, ClientCore, DEFAULT_BASE_URL, Error, ErrorKind, KeySource,
     Options, Poll, Report, Request,
@@ -1547,4 +1547,90 @@ fn row_503_held_calls_do_not_spin_while_the_probe_is_out() {
     assert!(took >= ms(500), "released paced, not as a herd: {took:?}");
     // Each call asks about once per slot ahead of it, not every millisecond.
     assert!(polls <= 16 * 16 * 2, "{polls} polls in {took:?}");
+}
+
+/// A configuration limiting [`MODEL`] to `rpm` requests and `tpm` tokens a minute.
+fn limited(rpm: Option<u64>, tpm: Option<u64>) -> PolicyConfig {
+    let mut config = PolicyConfig::default();
+    config
+        .limits
+        .insert(MODEL.to_owned(), ModelLimits::new(rpm, tpm));
+    config
+}
+
+#[test]
+fn limits_spread_calls_so_no_minute_sees_more_than_rpm() {
+    let mut h = Harness::with(limited(Some(6), None), &[]);
+    let calls: Vec<CallDriver> = (0..20).map(|_| h.start(chat(MODEL))).collect();
+    let (results, sent) = run_together(&mut h, calls, |_, _| ok());
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let times: Vec<Duration> = sent.iter().map(|(_, at)| *at).collect();
+    assert_eq!(times.len(), 20, "one attempt each, no 429 provoked");
+    let most_in_a_minute = times
+        .iter()
+        .map(|&from| {
+            times
+                .iter()
+                .filter(|&&at| at >= from && at < from + secs(60))
+                .count()
+        })
+        .max();
+    assert_eq!(most_in_a_minute, Some(6), "{times:?}");
+    // Evenly spaced at 60 s / 6, starting at once.
+    assert_eq!(times[0], START);
+    assert!(
+        times.windows(2).all(|pair| pair[1] - pair[0] == secs(10)),
+        "{times:?}"
+    );
+    // The waits are counted in the reports.
+    let last = results.last().unwrap().as_ref().unwrap();
+    assert_eq!(last.waited, secs(190));
+}
+
+#[test]
+fn limits_charge_estimated_tokens_and_correct_them_from_usage() {
+    // 6,000 tokens a minute: 10 ms a token. Each call: "Hello" (2 tokens) + max_tokens 998.
+    let mut h = Harness::with(limited(None, Some(6_000)), &[]);
+    let mut request = ChatRequest::new(MODEL, "Hello");
+    request.max_tokens = Some(998);
+    let request = Request::chat(&request);
+    assert_eq!(request.estimated_tokens(), 1_000);
+
+    let mut first = h.start(request.clone());
+    let _ = h.send(&mut first);
+    let _ = first.handle_success(200, h.clock());
+    let mut second = h.start(request.clone());
+    assert_eq!(
+        h.wait(&mut second),
+        secs(10),
+        "the estimate of the first holds it"
+    );
+    // The first answer used 400 tokens: 6 s of the wait go for a call asking now (the
+    // second sleeps what it was told, then asks again).
+    first.handle_usage(&Usage::new(2, 398), h.now);
+    first.handle_usage(&Usage::new(2, 398), h.now);
+    let mut third = h.start(request.clone());
+    assert_eq!(h.wait(&mut third), secs(4), "corrected once");
+    h.advance(secs(4));
+    let _ = h.send(&mut third);
+    h.advance(secs(6));
+    assert_eq!(
+        h.wait(&mut second),
+        secs(4),
+        "behind the third, which went first"
+    );
+
+    // A call the limit would hold past its deadline gives up as rate limited, at once.
+    let mut config = limited(None, Some(6_000));
+    config.deadline = Some(secs(5));
+    let mut h = Harness::with(config, &[]);
+    let trace = h.call(request.clone(), |_| ok());
+    assert!(trace.result.is_ok());
+    let held = h.call(request, |_| ok());
+    assert_eq!(held.error().kind(), ErrorKind::RateLimited);
+    let give_up = held.give_up();
+    assert_eq!(give_up.stop, Stop::PastDeadline);
+    assert_eq!(give_up.rate_limit, Some(RateLimit::TokensPerMinute));
+    assert!(held.attempts.is_empty());
+    assert!(give_up.advice.contains(&Escalation::ReduceTokens));
 }
