@@ -104,7 +104,9 @@ fn run(
     let mut rng = SplitMix64::new(seed);
     let start = Duration::from_secs(1000);
     let mut now = start;
-    let mut call = policy.start_call(now, delivery, models);
+    let mut call = policy
+        .start_call(now, delivery, models)
+        .with_estimated_tokens(estimate(answers.len()));
     let mut steps = Vec::new();
     for answer in answers.iter().cycle().take(64) {
         let key = ["m0", "m1", "m2"][call.model()];
@@ -246,8 +248,17 @@ fn any_config() -> impl Strategy<Value = PolicyConfig> {
             any_factor(),
             any_duration(),
         ),
+        proptest::collection::btree_map(
+            prop_oneof![Just("m0"), Just("m1"), Just("m2")],
+            (
+                proptest::option::of(any_limit()),
+                proptest::option::of(any_limit()),
+                any_duration(),
+            ),
+            0..3,
+        ),
     )
-        .prop_map(|(top, backoff, budget, breaker, pacing)| {
+        .prop_map(|(top, backoff, budget, breaker, pacing, limits)| {
             let mut config = PolicyConfig::default();
             (
                 config.max_attempts,
@@ -283,8 +294,31 @@ fn any_config() -> impl Strategy<Value = PolicyConfig> {
                 config.pacing.release_rate,
                 config.pacing.measure_window,
             ) = pacing;
+            config.limits = limits
+                .into_iter()
+                .map(|(model, (rpm, tpm, burst))| {
+                    let limits = novita_policy::ModelLimits::new(rpm, tpm).with_burst(burst);
+                    (model.to_owned(), limits)
+                })
+                .collect();
             config
         })
+}
+
+/// A per-minute limit, from nothing to absurd.
+fn any_limit() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        Just(0_u64),
+        Just(1),
+        1_u64..100_000,
+        Just(novita_policy::limits::MAX_TPM),
+        Just(u64::MAX)
+    ]
+}
+
+/// A call's token estimate, from nothing to absurd.
+fn estimate(index: usize) -> u64 {
+    [0, 1, 1_000, 100_000, u64::MAX][index % 5]
 }
 
 /// `config` with every field validation rejects put back to its default, so the extreme
@@ -326,6 +360,20 @@ fn repaired(mut config: PolicyConfig) -> PolicyConfig {
             }
             "budget.throttled_cost" | "budget.transient_cost" | "budget.timeout_cost" => {
                 config.budget = defaults.budget;
+            }
+            "limits.rpm" | "limits.tpm" | "limits.burst" => {
+                // Keep the valid models' limits, drop the first broken one.
+                let model = config
+                    .limits
+                    .iter()
+                    .find(|(_, limits)| {
+                        let mut alone = PolicyConfig::default();
+                        alone.limits.insert(String::new(), **limits);
+                        alone.validate().is_err()
+                    })
+                    .map(|(model, _)| model.clone())
+                    .expect("a broken limit");
+                config.limits.remove(&model);
             }
             other => panic!("no repair for `{other}`"),
         }
@@ -633,7 +681,9 @@ fn run_events(config: &PolicyConfig, events: &[Event], seed: u64) -> Result<(), 
             } else {
                 Delivery::Streamed
             };
-            policy.start_call(now, delivery, 1 + index % 3)
+            policy
+                .start_call(now, delivery, 1 + index % 3)
+                .with_estimated_tokens(estimate(index))
         });
         let key = ["m0", "m1", "m2"][call.model().min(2)];
         match policy.admit(&mut state, call, key, now) {
@@ -693,6 +743,12 @@ fn run_events(config: &PolicyConfig, events: &[Event], seed: u64) -> Result<(), 
         for key in ["m0", "m1", "m2"] {
             let _ = state.pacing_interval(key, now);
             let _ = state.breaker(key, now);
+            if let Some((_, wait)) = state.limit_wait(key, u64::MAX, now) {
+                prop_assert!(wait <= LONGEST_WAIT, "limit wait {wait:?}");
+            }
+        }
+        if matches!(decision, Decision::Done) {
+            state.correct_tokens(key, estimate(index), estimate(index + 2), now);
         }
     }
     Ok(())
