@@ -13,6 +13,10 @@
 //!         Poll::Send(attempt) => {
 //!             let received = send(attempt);           // the adapter's HTTP client
 //!             if let Some(answer) = driver.handle_received(received, core.clock()) {
+//!                 // A chat answer's usage corrects the token estimate of a TPM limit.
+//!                 if let Some(usage) = usage_of(&answer.value) {
+//!                     driver.handle_usage(usage, core.now());
+//!                 }
 //!                 return Ok(answer);
 //!             }
 //!         }
