@@ -7,6 +7,7 @@
 
 mod adapters;
 mod hostile;
+mod limits;
 mod outage;
 mod payloads;
 mod scenarios;

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use novita_core::policy::{Delivery, Phase, Transport};
-use novita_core::wire::{Assembler, ChatCompletion, ChatRequest, Model, ModelList, StreamBreak};
+use novita_core::wire::{
+    Assembler, ChatCompletion, ChatRequest, Model, ModelList, StreamBreak, Usage,
+};
 use novita_core::{Answer, Attempt, BoxError, CallDriver, Poll, Received, Request};
 use serde_json::Value;
 use tracing::Instrument;
@@ -25,14 +27,18 @@ impl Client {
     /// JSON that cannot be written or read.
     pub async fn chat(&self, request: &ChatRequest) -> Result<Answer<ChatCompletion>, Error> {
         let bounds = self.bounds();
-        self.execute(Request::chat(request), |response, attempt| async move {
-            match attempt.delivery {
-                Delivery::Buffered => read_json(response, "chat completion", bounds).await,
-                Delivery::Streamed => {
-                    assemble(ChatStream::new(response, attempt.model, bounds)).await
+        self.execute(
+            Request::chat(request),
+            chat_usage,
+            |response, attempt| async move {
+                match attempt.delivery {
+                    Delivery::Buffered => read_json(response, "chat completion", bounds).await,
+                    Delivery::Streamed => {
+                        assemble(ChatStream::new(response, attempt.model, bounds)).await
+                    }
                 }
-            }
-        })
+            },
+        )
         .await
     }
 
@@ -48,6 +54,7 @@ impl Client {
         let answer = self
             .execute(
                 Request::chat_stream(request),
+                no_usage,
                 |response, attempt| async move {
                     Received::Value(ChatStream::new(response, attempt.model, bounds))
                 },
@@ -62,7 +69,7 @@ impl Client {
     /// As for [`chat`](Self::chat).
     pub async fn models(&self) -> Result<Answer<Vec<Model>>, Error> {
         let bounds = self.bounds();
-        self.execute(Request::get("models"), |response, _| async move {
+        self.execute(Request::get("models"), no_usage, |response, _| async move {
             read_json::<ModelList>(response, "model list", bounds)
                 .await
                 .map(|list| list.data)
@@ -78,15 +85,21 @@ impl Client {
     /// As for [`chat`](Self::chat).
     pub async fn post_json(&self, route: &str, body: &Value) -> Result<Answer<Value>, Error> {
         let bounds = self.bounds();
-        self.execute(Request::post(route, body), |response, attempt| async move {
-            match attempt.delivery {
-                // Only the chat route is ever switched to streaming.
-                Delivery::Streamed => assemble(ChatStream::new(response, attempt.model, bounds))
-                    .await
-                    .into_json(),
-                Delivery::Buffered => read_json(response, "response", bounds).await,
-            }
-        })
+        self.execute(
+            Request::post(route, body),
+            Usage::in_body,
+            |response, attempt| async move {
+                match attempt.delivery {
+                    // Only the chat route is ever switched to streaming.
+                    Delivery::Streamed => {
+                        assemble(ChatStream::new(response, attempt.model, bounds))
+                            .await
+                            .into_json()
+                    }
+                    Delivery::Buffered => read_json(response, "response", bounds).await,
+                }
+            },
+        )
         .await
     }
 
@@ -96,6 +109,7 @@ impl Client {
     async fn execute<T, F, Fut>(
         &self,
         request: Request,
+        usage_of: fn(&T) -> Option<Usage>,
         mut on_success: F,
     ) -> Result<Answer<T>, Error>
     where
@@ -131,6 +145,9 @@ impl Client {
                         let received = on_success(response, attempt).await;
                         if let Some(answer) = driver.handle_received(status, received, core.clock())
                         {
+                            if let Some(usage) = usage_of(&answer.value) {
+                                driver.handle_usage(&usage, core.now());
+                            }
                             return Ok(answer);
                         }
                     }
@@ -269,6 +286,16 @@ async fn read_json<T: serde::de::DeserializeOwned>(
             source: Box::new(error),
         }),
     }
+}
+
+/// The usage a chat answer reports, to correct the call's token estimate.
+fn chat_usage(completion: &ChatCompletion) -> Option<Usage> {
+    completion.usage.clone()
+}
+
+/// For answers that carry no usage (model lists, streams still to be read).
+fn no_usage<T>(_: &T) -> Option<Usage> {
+    None
 }
 
 /// Reads a whole stream and reassembles it into one completion.

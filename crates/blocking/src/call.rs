@@ -4,7 +4,9 @@ use std::io::Read;
 use std::sync::Arc;
 
 use novita_core::policy::{Delivery, Phase};
-use novita_core::wire::{Assembler, ChatCompletion, ChatRequest, Model, ModelList, StreamBreak};
+use novita_core::wire::{
+    Assembler, ChatCompletion, ChatRequest, Model, ModelList, StreamBreak, Usage,
+};
 use novita_core::{Answer, Attempt, BoxError, CallDriver, Poll, Received, Request};
 use serde_json::Value;
 
@@ -23,12 +25,14 @@ impl Client {
     /// [`Error::GaveUp`] when the policy stops; [`Error::Encode`] / [`Error::Decode`] for
     /// JSON that cannot be written or read.
     pub fn chat(&self, request: &ChatRequest) -> Result<Answer<ChatCompletion>, Error> {
-        self.execute(Request::chat(request), |response, attempt| {
-            match attempt.delivery {
+        self.execute(
+            Request::chat(request),
+            chat_usage,
+            |response, attempt| match attempt.delivery {
                 Delivery::Buffered => read_json(response, "chat completion", self.success_limit()),
                 Delivery::Streamed => assemble(self.open_stream(response, attempt.model)),
-            }
-        })
+            },
+        )
     }
 
     /// A streamed chat completion: the policy applies until the stream starts, then the
@@ -39,9 +43,11 @@ impl Client {
     /// # Errors
     /// As for [`chat`](Self::chat), for everything before the first byte of the stream.
     pub fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, Error> {
-        let answer = self.execute(Request::chat_stream(request), |response, attempt| {
-            Received::Value(self.open_stream(response, attempt.model))
-        })?;
+        let answer = self.execute(
+            Request::chat_stream(request),
+            no_usage,
+            |response, attempt| Received::Value(self.open_stream(response, attempt.model)),
+        )?;
         Ok(answer.value.with_report(answer.report))
     }
 
@@ -50,7 +56,7 @@ impl Client {
     /// # Errors
     /// As for [`chat`](Self::chat).
     pub fn models(&self) -> Result<Answer<Vec<Model>>, Error> {
-        self.execute(Request::get("models"), |response, _| {
+        self.execute(Request::get("models"), no_usage, |response, _| {
             read_json::<ModelList>(response, "model list", self.success_limit())
                 .map(|list| list.data)
         })
@@ -63,21 +69,26 @@ impl Client {
     /// # Errors
     /// As for [`chat`](Self::chat).
     pub fn post_json(&self, route: &str, body: &Value) -> Result<Answer<Value>, Error> {
-        self.execute(Request::post(route, body), |response, attempt| {
-            match attempt.delivery {
-                // Only the chat route is ever switched to streaming.
-                Delivery::Streamed => {
-                    assemble(self.open_stream(response, attempt.model)).into_json()
+        self.execute(
+            Request::post(route, body),
+            Usage::in_body,
+            |response, attempt| {
+                match attempt.delivery {
+                    // Only the chat route is ever switched to streaming.
+                    Delivery::Streamed => {
+                        assemble(self.open_stream(response, attempt.model)).into_json()
+                    }
+                    Delivery::Buffered => read_json(response, "response", self.success_limit()),
                 }
-                Delivery::Buffered => read_json(response, "response", self.success_limit()),
-            }
-        })
+            },
+        )
     }
 
     /// Runs one call to its end: the driver decides, this loop sends, reads and sleeps.
     fn execute<T>(
         &self,
         request: Request,
+        usage_of: fn(&T) -> Option<Usage>,
         mut on_success: impl FnMut(Response, Attempt) -> Received<T>,
     ) -> Result<Answer<T>, Error> {
         let core = &self.core;
@@ -108,6 +119,9 @@ impl Client {
                     let status = response.status().as_u16();
                     let received = on_success(response, attempt);
                     if let Some(answer) = driver.handle_received(status, received, core.clock()) {
+                        if let Some(usage) = usage_of(&answer.value) {
+                            driver.handle_usage(&usage, core.now());
+                        }
                         return Ok(answer);
                     }
                 }
@@ -212,6 +226,16 @@ fn too_large(limit: u64) -> String {
         "the body is larger than {limit} bytes, the client's bound; the server is \
          misbehaving, or raise it with the builder's max_success_body"
     )
+}
+
+/// The usage a chat answer reports, to correct the call's token estimate.
+fn chat_usage(completion: &ChatCompletion) -> Option<Usage> {
+    completion.usage.clone()
+}
+
+/// For answers that carry no usage (model lists, streams still to be read).
+fn no_usage<T>(_: &T) -> Option<Usage> {
+    None
 }
 
 /// Reads a whole stream and reassembles it into one completion.

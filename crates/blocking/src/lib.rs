@@ -30,7 +30,7 @@ mod transport;
 
 pub use novita_core::policy::catalog::{Class, Entry, Escalation, RateLimit};
 pub use novita_core::policy::{
-    Action, BreakerState, Cause, GiveUp, PolicyConfig, Stop, Transport, WhenOpen,
+    Action, BreakerState, Cause, GiveUp, ModelLimits, PolicyConfig, Stop, Transport, WhenOpen,
 };
 pub use novita_core::wire;
 pub use novita_core::wire::{

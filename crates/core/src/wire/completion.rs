@@ -136,6 +136,13 @@ impl Usage {
         }
     }
 
+    /// The `usage` object of a JSON answer body, when it has a readable one (for callers of
+    /// `post_json`, whose answers are not typed).
+    #[must_use]
+    pub fn in_body(body: &Value) -> Option<Self> {
+        Self::deserialize(body.get("usage")?).ok()
+    }
+
     /// Tokens spent on reasoning, when the server says.
     #[must_use]
     pub fn reasoning_tokens(&self) -> Option<u64> {
