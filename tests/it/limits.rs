@@ -42,3 +42,18 @@ fn usage_corrects_the_token_estimate_through_chat_and_post_json() {
         },
     );
 }
+
+/// The README's policy example is a real configuration, so it stays true.
+#[test]
+fn the_readme_policy_example_reads_and_validates() {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("```toml\n")
+        .expect("the README shows a policy file")
+        + "```toml\n".len();
+    let end = start + readme[start..].find("```").expect("the block ends");
+    let config = PolicyConfig::from_toml(&readme[start..end])
+        .unwrap_or_else(|error| panic!("{error}\n{}", &readme[start..end]));
+    let limits = &config.limits["deepseek/deepseek-r1"];
+    assert_eq!((limits.rpm, limits.tpm), (Some(60), Some(100_000)));
+}
