@@ -196,10 +196,10 @@ impl ClientBuilder {
     /// installed). Per request the client still sets what the policy needs: each attempt's
     /// timeout (its whole time limit, body included), the wait for a stream's headers and
     /// the silence between its pieces. The client's connect timeout, not
-    /// [`Timeouts::connect`], bounds connecting. reqwest is built here without a rustls
-    /// provider of its own, so install one (`rustls::crypto::ring::default_provider()
-    /// .install_default()`) before building your client, as the TLS section of the README
-    /// says.
+    /// [`Timeouts::connect`], bounds connecting. With the default `rustls-ring` feature,
+    /// reqwest is built without a rustls provider of its own, so unless your own reqwest
+    /// dependency brings one (its `rustls` feature) install one yourself before building
+    /// your client, as the TLS section of the README says; this crate never does.
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
         self
@@ -213,19 +213,25 @@ impl ClientBuilder {
 
     /// Builds the client. Needs no async runtime; its calls do (tokio).
     ///
+    /// TLS is set up on this client alone, as the crate's features choose (the README's TLS
+    /// section): no process-wide rustls provider is installed.
+    ///
     /// # Errors
     /// No key, an unusable base URL, an invalid policy configuration, or a TLS setup
-    /// failure.
+    /// failure: the operating system's certificate store has no usable roots, or the
+    /// crate was built without any TLS feature and the base URL is `https`.
     pub fn build(self) -> Result<Client, Error> {
         let core = ClientCore::from_options(self.options)?;
         let http = match self.http {
             Some(http) => http,
-            None => reqwest::Client::builder()
-                .connect_timeout(core.timeouts().connect)
-                .user_agent(concat!("novita-reqwest/", env!("CARGO_PKG_VERSION")))
-                .tls_backend_preconfigured(tls_config()?)
-                .build()
-                .map_err(|error| Error::Client(Box::new(error)))?,
+            None => tls::configure(
+                reqwest::Client::builder()
+                    .connect_timeout(core.timeouts().connect)
+                    .user_agent(concat!("novita-reqwest/", env!("CARGO_PKG_VERSION"))),
+                core.base_url(),
+            )?
+            .build()
+            .map_err(|error| Error::Client(Box::new(error)))?,
         };
         Ok(Client {
             http,
@@ -234,42 +240,156 @@ impl ClientBuilder {
     }
 }
 
-/// rustls on the ring provider, verifying servers against the platform's roots (as
-/// reqwest's own default does), or against Mozilla's bundled roots where the system has
-/// none installed (minimal containers).
-fn tls_config() -> Result<rustls::ClientConfig, Error> {
-    // Make ring the process-wide default when nothing else chose one. reqwest is built
-    // without a provider of its own here, and reqwest falls back to the installed default,
-    // so other reqwest clients in the same program keep working. An installed one is kept.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .map_err(|error| Error::Client(Box::new(error)))?;
-    let mut config = match rustls_platform_verifier::Verifier::new(provider) {
-        Ok(verifier) => builder
-            .dangerous() // Only the name of the API for a custom verifier; this one verifies.
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth(),
-        Err(_) => builder
+/// The TLS stack the features select, set up on one `reqwest::ClientBuilder` and never
+/// process-wide. Precedence when several are on: `native-tls`, then `rustls-aws-lc`, then
+/// `rustls-ring`; the roots are the operating system's unless `webpki-roots` is on.
+mod tls {
+    use novita_core::Error;
+
+    /// Which backend and roots the features select, as the README names them.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) const SELECTED: (&str, &str) = (
+        if cfg!(feature = "native-tls") {
+            "native-tls"
+        } else if cfg!(feature = "rustls-aws-lc") {
+            "rustls-aws-lc"
+        } else if cfg!(feature = "rustls-ring") {
+            "rustls-ring"
+        } else {
+            "none"
+        },
+        if cfg!(feature = "webpki-roots") {
+            "webpki-roots"
+        } else {
+            "os"
+        },
+    );
+
+    /// native-tls on this client: the platform's TLS library with the OS store, or with
+    /// Mozilla's roots alone under `webpki-roots`.
+    #[cfg(feature = "native-tls")]
+    pub(crate) fn configure(
+        builder: reqwest::ClientBuilder,
+        _base_url: &str,
+    ) -> Result<reqwest::ClientBuilder, Error> {
+        let builder = builder.tls_backend_native();
+        #[cfg(feature = "webpki-roots")]
+        let builder = builder.tls_certs_only(
+            webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                .iter()
+                .map(|der| reqwest::Certificate::from_der(der))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| Error::Client(Box::new(error)))?,
+        );
+        Ok(builder)
+    }
+
+    /// rustls on this client, with the provider the features select handed to it
+    /// explicitly.
+    #[cfg(all(
+        not(feature = "native-tls"),
+        any(feature = "rustls-aws-lc", feature = "rustls-ring")
+    ))]
+    pub(crate) fn configure(
+        builder: reqwest::ClientBuilder,
+        _base_url: &str,
+    ) -> Result<reqwest::ClientBuilder, Error> {
+        Ok(builder.tls_backend_preconfigured(rustls_config()?))
+    }
+
+    /// No TLS feature: plain `http` works (a local gateway, a mock), `https` is refused
+    /// here rather than on the first call.
+    #[cfg(not(any(
+        feature = "native-tls",
+        feature = "rustls-aws-lc",
+        feature = "rustls-ring"
+    )))]
+    pub(crate) fn configure(
+        builder: reqwest::ClientBuilder,
+        base_url: &str,
+    ) -> Result<reqwest::ClientBuilder, Error> {
+        if base_url
+            .get(..6)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https:"))
+        {
+            return Err(Error::Client(
+                "novita-reqwest was built without TLS: enable one of its features \
+                 `rustls-ring` (the default), `rustls-aws-lc` or `native-tls` to call an \
+                 https base URL"
+                    .into(),
+            ));
+        }
+        Ok(builder)
+    }
+
+    /// The rustls provider the features select; aws-lc-rs wins over ring.
+    #[cfg(all(not(feature = "native-tls"), feature = "rustls-aws-lc"))]
+    fn provider() -> rustls::crypto::CryptoProvider {
+        rustls::crypto::aws_lc_rs::default_provider()
+    }
+
+    /// The rustls provider the features select; aws-lc-rs wins over ring.
+    #[cfg(all(
+        not(feature = "native-tls"),
+        not(feature = "rustls-aws-lc"),
+        feature = "rustls-ring"
+    ))]
+    fn provider() -> rustls::crypto::CryptoProvider {
+        rustls::crypto::ring::default_provider()
+    }
+
+    /// A rustls config on the selected provider, verifying servers against the operating
+    /// system's store (rustls-platform-verifier; on Linux it honours `SSL_CERT_FILE` and
+    /// `SSL_CERT_DIR`), or against Mozilla's bundled roots under `webpki-roots`.
+    #[cfg(all(
+        not(feature = "native-tls"),
+        any(feature = "rustls-aws-lc", feature = "rustls-ring")
+    ))]
+    fn rustls_config() -> Result<rustls::ClientConfig, Error> {
+        use std::sync::Arc;
+
+        let provider = Arc::new(provider());
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|error| Error::Client(Box::new(error)))?;
+        #[cfg(feature = "webpki-roots")]
+        let mut config = builder
             .with_root_certificates(rustls::RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
             })
-            .with_no_client_auth(),
-    };
-    config.alpn_protocols = if cfg!(feature = "http2") {
-        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-    } else {
-        vec![b"http/1.1".to_vec()]
-    };
-    Ok(config)
+            .with_no_client_auth();
+        #[cfg(not(feature = "webpki-roots"))]
+        let mut config = {
+            let verifier = rustls_platform_verifier::Verifier::new(provider).map_err(|error| {
+                Error::Client(
+                    format!(
+                        "the operating system's certificate store gave no usable roots \
+                         ({error}): install its CA bundle (Debian: ca-certificates), point \
+                         SSL_CERT_FILE at one, or enable novita-reqwest's `webpki-roots` \
+                         feature for Mozilla's bundled roots"
+                    )
+                    .into(),
+                )
+            })?;
+            builder
+                .dangerous() // Only the name of the API for a custom verifier; this one verifies.
+                .with_custom_certificate_verifier(Arc::new(verifier))
+                .with_no_client_auth()
+        };
+        config.alpn_protocols = if cfg!(feature = "http2") {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
+        Ok(config)
+    }
 }
 
 /// A bare reqwest client with this crate's TLS setup, for tests that need raw errors.
 #[cfg(test)]
 pub(crate) fn test_http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls_config().unwrap())
+    tls::configure(reqwest::Client::builder(), "http://127.0.0.1")
+        .unwrap()
         .build()
         .unwrap()
 }
@@ -279,15 +399,58 @@ mod tests {
     use super::*;
 
     #[test]
-    fn other_reqwest_clients_in_the_program_keep_working() {
-        // reqwest has no rustls provider of its own in this build; ours installs ring as
-        // the process default, which a plain reqwest client then uses.
+    fn the_features_select_one_tls_stack_by_a_fixed_precedence() {
+        let (backend, roots) = tls::SELECTED;
+        let expected = if cfg!(feature = "native-tls") {
+            "native-tls"
+        } else if cfg!(feature = "rustls-aws-lc") {
+            "rustls-aws-lc"
+        } else if cfg!(feature = "rustls-ring") {
+            "rustls-ring"
+        } else {
+            "none"
+        };
+        assert_eq!(backend, expected);
+        assert_eq!(roots == "webpki-roots", cfg!(feature = "webpki-roots"));
+    }
+
+    #[cfg(not(any(
+        feature = "native-tls",
+        feature = "rustls-aws-lc",
+        feature = "rustls-ring"
+    )))]
+    #[test]
+    fn without_a_tls_feature_https_is_refused_at_build_and_http_works() {
+        let error = Client::builder()
+            .api_key("k")
+            .base_url("https://api.novita.ai/openai/v1")
+            .build()
+            .unwrap_err();
+        assert!(matches!(error, Error::Client(_)), "{error}");
+        let source = std::error::Error::source(&error).unwrap().to_string();
+        for feature in ["rustls-ring", "rustls-aws-lc", "native-tls"] {
+            assert!(source.contains(feature), "{source}");
+        }
+        assert!(
+            Client::builder()
+                .api_key("k")
+                .base_url("http://127.0.0.1:9")
+                .build()
+                .is_ok()
+        );
+    }
+
+    #[cfg(feature = "rustls-aws-lc")]
+    #[test]
+    fn with_aws_lc_other_reqwest_clients_find_a_provider_without_installing_one() {
+        // reqwest's own `rustls` feature is on with rustls-aws-lc: a plain client builds.
         let _ours = Client::builder()
             .api_key("k")
             .base_url("http://127.0.0.1:9")
             .build()
             .unwrap();
         assert!(reqwest::Client::builder().build().is_ok());
+        assert!(rustls::crypto::CryptoProvider::get_default().is_none());
     }
 
     #[test]
@@ -308,6 +471,11 @@ mod tests {
         assert_eq!(client.base_url(), "http://127.0.0.1:9/v1");
     }
 
+    #[cfg(any(
+        feature = "rustls-ring",
+        feature = "rustls-aws-lc",
+        feature = "native-tls"
+    ))] // Its default base URL is https.
     #[test]
     fn builds_without_a_runtime_and_checks_its_settings() {
         let client = Client::new("k").unwrap();

@@ -74,8 +74,17 @@ fn chain<'a>(error: &'a (dyn StdError + 'static)) -> Vec<&'a (dyn StdError + 'st
 /// Whether this error (not its sources) comes from TLS: a rustls error, or a message that
 /// says so.
 fn is_tls(error: &(dyn StdError + 'static)) -> bool {
+    #[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc"))]
     if error.is::<rustls::Error>() {
         return true;
+    }
+    // native-tls' errors, unless the handshake broke on I/O (a reset, a timeout), which
+    // the I/O error further down the chain says.
+    #[cfg(feature = "native-tls")]
+    if error.is::<native_tls::Error>() {
+        return !chain(error)
+            .into_iter()
+            .any(|source| source.is::<io::Error>());
     }
     let text = error.to_string().to_ascii_lowercase();
     text.contains("rustls") || text.contains("tls handshake") || text.contains("certificate")
@@ -169,6 +178,11 @@ mod tests {
         );
     }
 
+    #[cfg(any(
+        feature = "rustls-ring",
+        feature = "rustls-aws-lc",
+        feature = "native-tls"
+    ))]
     #[tokio::test]
     async fn tls_to_a_plain_http_port_is_a_tls_failure() {
         let server = MockServer::start();

@@ -185,6 +185,7 @@ impl ClientBuilder {
     /// what the policy needs: error statuses come back as responses, and each attempt's
     /// timeouts (its whole time limit, the wait for headers, the silence between stream
     /// reads). The agent's connect timeout, not [`Timeouts::connect`], bounds connecting.
+    /// Its TLS settings are its own, not this crate's features (the README's TLS section).
     pub fn agent(mut self, agent: ureq::Agent) -> Self {
         self.agent = Some(agent);
         self
@@ -198,18 +199,27 @@ impl ClientBuilder {
 
     /// Builds the client.
     ///
+    /// TLS is set up on this client's agent alone, as the crate's features choose (the
+    /// README's TLS section): no process-wide rustls provider is installed.
+    ///
     /// # Errors
-    /// No key, an unusable base URL, or an invalid policy configuration.
+    /// No key, an unusable base URL, an invalid policy configuration, or a TLS setup
+    /// failure: the operating system's certificate store has no usable roots, or the
+    /// crate was built without any TLS feature and the base URL is `https`.
     pub fn build(self) -> Result<Client, Error> {
         let core = ClientCore::from_options(self.options)?;
-        let agent = self.agent.unwrap_or_else(|| {
-            ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_connect(Some(core.timeouts().connect))
-                .user_agent(concat!("novita-ureq/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .into()
-        });
+        let agent = match self.agent {
+            Some(agent) => agent,
+            None => tls::configure(
+                ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_connect(Some(core.timeouts().connect))
+                    .user_agent(concat!("novita-ureq/", env!("CARGO_PKG_VERSION"))),
+                core.base_url(),
+            )?
+            .build()
+            .into(),
+        };
         Ok(Client {
             agent,
             core: Arc::new(core),
@@ -217,8 +227,189 @@ impl ClientBuilder {
     }
 }
 
+/// The TLS stack the features select, set on one agent's config and never process-wide.
+/// Precedence when several are on: `native-tls`, then `rustls-aws-lc`, then `rustls-ring`;
+/// the roots are the operating system's unless `webpki-roots` is on.
+mod tls {
+    use novita_core::Error;
+    use ureq::config::ConfigBuilder;
+    #[cfg(any(
+        feature = "native-tls",
+        feature = "rustls-aws-lc",
+        feature = "rustls-ring"
+    ))]
+    use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
+    use ureq::typestate::AgentScope;
+
+    /// Which backend and roots the features select, as the README names them.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) const SELECTED: (&str, &str) = (
+        if cfg!(feature = "native-tls") {
+            "native-tls"
+        } else if cfg!(feature = "rustls-aws-lc") {
+            "rustls-aws-lc"
+        } else if cfg!(feature = "rustls-ring") {
+            "rustls-ring"
+        } else {
+            "none"
+        },
+        if cfg!(feature = "webpki-roots") {
+            "webpki-roots"
+        } else {
+            "os"
+        },
+    );
+
+    /// The roots: Mozilla's bundled ones under `webpki-roots`, else the operating system's.
+    #[cfg(any(
+        feature = "native-tls",
+        feature = "rustls-aws-lc",
+        feature = "rustls-ring"
+    ))]
+    fn roots() -> RootCerts {
+        if cfg!(feature = "webpki-roots") {
+            RootCerts::WebPki
+        } else {
+            RootCerts::PlatformVerifier
+        }
+    }
+
+    /// native-tls: the platform's TLS library.
+    #[cfg(feature = "native-tls")]
+    #[allow(clippy::unnecessary_wraps)] // The same signature under every feature set.
+    pub(crate) fn configure(
+        builder: ConfigBuilder<AgentScope>,
+        _base_url: &str,
+    ) -> Result<ConfigBuilder<AgentScope>, Error> {
+        Ok(builder.tls_config(
+            TlsConfig::builder()
+                .provider(TlsProvider::NativeTls)
+                .root_certs(roots())
+                .build(),
+        ))
+    }
+
+    /// rustls with the provider the features select, handed to ureq explicitly (so ureq
+    /// never looks for a process default). ureq loads the OS store on the first `https`
+    /// connection; it is loaded once here too, so an empty store fails `build` instead.
+    #[cfg(all(
+        not(feature = "native-tls"),
+        any(feature = "rustls-aws-lc", feature = "rustls-ring")
+    ))]
+    pub(crate) fn configure(
+        builder: ConfigBuilder<AgentScope>,
+        _base_url: &str,
+    ) -> Result<ConfigBuilder<AgentScope>, Error> {
+        use std::sync::Arc;
+
+        let provider = Arc::new(provider());
+        #[cfg(not(feature = "webpki-roots"))]
+        if let Err(error) = rustls_platform_verifier::Verifier::new(Arc::clone(&provider)) {
+            return Err(Error::Client(
+                format!(
+                    "the operating system's certificate store gave no usable roots ({error}): \
+                     install its CA bundle (Debian: ca-certificates), point SSL_CERT_FILE at \
+                     one, or enable novita-ureq's `webpki-roots` feature for Mozilla's \
+                     bundled roots"
+                )
+                .into(),
+            ));
+        }
+        Ok(builder.tls_config(
+            TlsConfig::builder()
+                .provider(TlsProvider::Rustls)
+                .unversioned_rustls_crypto_provider(provider)
+                .root_certs(roots())
+                .build(),
+        ))
+    }
+
+    /// No TLS feature: plain `http` works (a local gateway, a mock), `https` is refused
+    /// here rather than on the first call.
+    #[cfg(not(any(
+        feature = "native-tls",
+        feature = "rustls-aws-lc",
+        feature = "rustls-ring"
+    )))]
+    pub(crate) fn configure(
+        builder: ConfigBuilder<AgentScope>,
+        base_url: &str,
+    ) -> Result<ConfigBuilder<AgentScope>, Error> {
+        if base_url
+            .get(..6)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https:"))
+        {
+            return Err(Error::Client(
+                "novita-ureq was built without TLS: enable one of its features \
+                 `rustls-ring` (the default), `rustls-aws-lc` or `native-tls` to call an \
+                 https base URL"
+                    .into(),
+            ));
+        }
+        Ok(builder)
+    }
+
+    /// The rustls provider the features select; aws-lc-rs wins over ring.
+    #[cfg(all(not(feature = "native-tls"), feature = "rustls-aws-lc"))]
+    fn provider() -> rustls::crypto::CryptoProvider {
+        rustls::crypto::aws_lc_rs::default_provider()
+    }
+
+    /// The rustls provider the features select; aws-lc-rs wins over ring.
+    #[cfg(all(
+        not(feature = "native-tls"),
+        not(feature = "rustls-aws-lc"),
+        feature = "rustls-ring"
+    ))]
+    fn provider() -> rustls::crypto::CryptoProvider {
+        rustls::crypto::ring::default_provider()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_features_select_one_tls_stack_by_a_fixed_precedence() {
+        let (backend, roots) = super::tls::SELECTED;
+        let expected = if cfg!(feature = "native-tls") {
+            "native-tls"
+        } else if cfg!(feature = "rustls-aws-lc") {
+            "rustls-aws-lc"
+        } else if cfg!(feature = "rustls-ring") {
+            "rustls-ring"
+        } else {
+            "none"
+        };
+        assert_eq!(backend, expected);
+        assert_eq!(roots == "webpki-roots", cfg!(feature = "webpki-roots"));
+    }
+
+    #[cfg(not(any(
+        feature = "native-tls",
+        feature = "rustls-aws-lc",
+        feature = "rustls-ring"
+    )))]
+    #[test]
+    fn without_a_tls_feature_https_is_refused_at_build_and_http_works() {
+        let error = super::Client::builder()
+            .api_key("k")
+            .base_url("https://api.novita.ai/openai/v1")
+            .build()
+            .unwrap_err();
+        assert!(matches!(error, super::Error::Client(_)), "{error}");
+        let source = std::error::Error::source(&error).unwrap().to_string();
+        for feature in ["rustls-ring", "rustls-aws-lc", "native-tls"] {
+            assert!(source.contains(feature), "{source}");
+        }
+        assert!(
+            super::Client::builder()
+                .api_key("k")
+                .base_url("http://127.0.0.1:9")
+                .build()
+                .is_ok()
+        );
+    }
+
     #[test]
     fn the_key_never_shows_in_debug() {
         let builder = super::Client::builder()

@@ -16,10 +16,18 @@ pub(crate) fn classify(error: &ureq::Error, phase: Phase) -> Transport {
         | ureq::Error::ConnectionFailed
         | ureq::Error::ConnectProxyFailed(_) => Transport::Connect,
         ureq::Error::Io(error) => classify_io(error, phase),
-        ureq::Error::Tls(_)
-        | ureq::Error::Rustls(_)
-        | ureq::Error::Pem(_)
-        | ureq::Error::TlsRequired => Transport::Tls,
+        ureq::Error::Tls(_) | ureq::Error::TlsRequired => Transport::Tls,
+        // Which of these exist depends on the TLS features (the README's TLS section).
+        #[cfg(any(
+            feature = "rustls-ring",
+            feature = "rustls-aws-lc",
+            feature = "native-tls"
+        ))]
+        ureq::Error::Pem(_) => Transport::Tls,
+        #[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc"))]
+        ureq::Error::Rustls(_) => Transport::Tls,
+        #[cfg(feature = "native-tls")]
+        ureq::Error::NativeTls(_) | ureq::Error::Der(_) => Transport::Tls,
         ureq::Error::Protocol(_) => Transport::Reset,
         _ if phase == Phase::Body => Transport::BodyRead,
         _ => Transport::Other,
@@ -33,6 +41,12 @@ pub(crate) fn classify_io(error: &io::Error, phase: Phase) -> Transport {
         .and_then(|inner| inner.downcast_ref::<ureq::Error>())
     {
         return classify(inner, phase);
+    }
+    // rustls' own errors (a certificate the roots do not vouch for) reach us inside an
+    // io::Error from the handshake: TLS, never retried.
+    #[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc"))]
+    if matches!(error.get_ref(), Some(inner) if inner.is::<rustls::Error>()) {
+        return Transport::Tls;
     }
     Transport::from_io(error.kind(), phase)
 }
