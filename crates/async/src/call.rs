@@ -249,15 +249,11 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     let status = response.status().as_u16();
     let limit = bounds.max_success_body;
     let too_large = || {
-        Received::Invalid(Error::Decode {
+        Received::Invalid(Error::body_too_large(
             what,
             status,
-            source: format!(
-                "the body is larger than {limit} bytes, the client's bound; the server is \
-                 misbehaving, or raise it with the builder's max_success_body"
-            )
-            .into(),
-        })
+            u64::try_from(limit).unwrap_or(u64::MAX),
+        ))
     };
     let announced = response.content_length().unwrap_or(0);
     if usize::try_from(announced).map_or(true, |announced| announced > limit) {

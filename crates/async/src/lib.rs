@@ -246,25 +246,6 @@ impl ClientBuilder {
 mod tls {
     use novita_core::Error;
 
-    /// Which backend and roots the features select, as the README names them.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) const SELECTED: (&str, &str) = (
-        if cfg!(feature = "native-tls") {
-            "native-tls"
-        } else if cfg!(feature = "rustls-aws-lc") {
-            "rustls-aws-lc"
-        } else if cfg!(feature = "rustls-ring") {
-            "rustls-ring"
-        } else {
-            "none"
-        },
-        if cfg!(feature = "webpki-roots") {
-            "webpki-roots"
-        } else {
-            "os"
-        },
-    );
-
     /// native-tls on this client: the platform's TLS library with the OS store, or with
     /// Mozilla's roots alone under `webpki-roots`.
     #[cfg(feature = "native-tls")]
@@ -397,22 +378,6 @@ pub(crate) fn test_http() -> reqwest::Client {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_features_select_one_tls_stack_by_a_fixed_precedence() {
-        let (backend, roots) = tls::SELECTED;
-        let expected = if cfg!(feature = "native-tls") {
-            "native-tls"
-        } else if cfg!(feature = "rustls-aws-lc") {
-            "rustls-aws-lc"
-        } else if cfg!(feature = "rustls-ring") {
-            "rustls-ring"
-        } else {
-            "none"
-        };
-        assert_eq!(backend, expected);
-        assert_eq!(roots == "webpki-roots", cfg!(feature = "webpki-roots"));
-    }
 
     #[cfg(not(any(
         feature = "native-tls",

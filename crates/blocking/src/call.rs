@@ -211,21 +211,11 @@ fn read_json<T: serde::de::DeserializeOwned>(
                 source: Box::new(error),
             }),
         },
-        Err(ureq::Error::BodyExceedsLimit(limit)) => Received::Invalid(Error::Decode {
-            what,
-            status,
-            source: too_large(limit).into(),
-        }),
+        Err(ureq::Error::BodyExceedsLimit(limit)) => {
+            Received::Invalid(Error::body_too_large(what, status, limit))
+        }
         Err(error) => Received::Broken(classify(&error, Phase::Body), Some(Box::new(error))),
     }
-}
-
-/// Why a body over the bound was refused, and what to do about it.
-fn too_large(limit: u64) -> String {
-    format!(
-        "the body is larger than {limit} bytes, the client's bound; the server is \
-         misbehaving, or raise it with the builder's max_success_body"
-    )
 }
 
 /// The usage a chat answer reports, to correct the call's token estimate.

@@ -241,25 +241,6 @@ mod tls {
     use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
     use ureq::typestate::AgentScope;
 
-    /// Which backend and roots the features select, as the README names them.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) const SELECTED: (&str, &str) = (
-        if cfg!(feature = "native-tls") {
-            "native-tls"
-        } else if cfg!(feature = "rustls-aws-lc") {
-            "rustls-aws-lc"
-        } else if cfg!(feature = "rustls-ring") {
-            "rustls-ring"
-        } else {
-            "none"
-        },
-        if cfg!(feature = "webpki-roots") {
-            "webpki-roots"
-        } else {
-            "os"
-        },
-    );
-
     /// The roots: Mozilla's bundled ones under `webpki-roots`, else the operating system's.
     #[cfg(any(
         feature = "native-tls",
@@ -368,22 +349,6 @@ mod tls {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn the_features_select_one_tls_stack_by_a_fixed_precedence() {
-        let (backend, roots) = super::tls::SELECTED;
-        let expected = if cfg!(feature = "native-tls") {
-            "native-tls"
-        } else if cfg!(feature = "rustls-aws-lc") {
-            "rustls-aws-lc"
-        } else if cfg!(feature = "rustls-ring") {
-            "rustls-ring"
-        } else {
-            "none"
-        };
-        assert_eq!(backend, expected);
-        assert_eq!(roots == "webpki-roots", cfg!(feature = "webpki-roots"));
-    }
-
     #[cfg(not(any(
         feature = "native-tls",
         feature = "rustls-aws-lc",

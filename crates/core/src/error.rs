@@ -140,6 +140,21 @@ pub enum Error {
 }
 
 impl Error {
+    /// A successful body larger than the client's bound (`max_success_body`): the call ends
+    /// here, with advice on which setting to raise if the size is legitimate.
+    #[must_use]
+    pub fn body_too_large(what: &'static str, status: u16, limit: u64) -> Self {
+        Error::Decode {
+            what,
+            status,
+            source: format!(
+                "the body is larger than {limit} bytes, the client's bound; the server is \
+                 misbehaving, or raise it with the builder's max_success_body"
+            )
+            .into(),
+        }
+    }
+
     /// What kind of failure this is.
     #[must_use]
     pub fn kind(&self) -> ErrorKind {

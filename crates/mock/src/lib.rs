@@ -47,6 +47,8 @@ mod record;
 mod rule;
 mod seeded;
 mod server;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 use std::fmt;
 use std::io;
