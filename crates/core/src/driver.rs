@@ -193,7 +193,8 @@ impl CallDriver {
     /// Starts `request` at `now` (the core's [`now`](ClientCore::now), or virtual time) on
     /// `core`: the model chain is the request's model, then the client's fallback models.
     /// Each attempt is charged [`Request::estimated_tokens`] against the model's
-    /// tokens-per-minute limit, if the policy sets one.
+    /// tokens-per-minute limit, if the policy sets one (the estimate is only computed when
+    /// the policy has limits).
     #[must_use]
     pub fn new(core: Arc<ClientCore>, request: Request, now: Duration) -> Self {
         #[cfg(feature = "metrics")]
@@ -211,8 +212,13 @@ impl CallDriver {
         let call = match request.reassembly() {
             Reassembly::Chat => call,
             Reassembly::Unsupported => call.without_streaming_switch(),
-        }
-        .with_estimated_tokens(request.estimated_tokens());
+        };
+        // Counting the prompt costs a pass over it: only worth it when a limit will read it.
+        let call = if core.config().limits.is_empty() {
+            call
+        } else {
+            call.with_estimated_tokens(request.estimated_tokens())
+        };
         Self {
             url: core.settings().url(request.route()),
             core,
