@@ -176,12 +176,11 @@ impl Client {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(bytes),
         };
-        let builder = builder
-            .header(
-                reqwest::header::AUTHORIZATION,
-                self.core.settings().key.bearer(),
-            )
-            .timeout(attempt.time_limit);
+        let builder = match self.core.settings().authorization() {
+            Some(authorization) => builder.header(reqwest::header::AUTHORIZATION, authorization),
+            None => builder,
+        }
+        .timeout(attempt.time_limit);
         let sent = match attempt.delivery {
             Delivery::Buffered => builder.send().await,
             Delivery::Streamed => {

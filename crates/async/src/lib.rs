@@ -36,6 +36,8 @@ use std::time::Duration;
 use novita_core::{ClientCore, Options};
 
 mod call;
+#[cfg(feature = "middleware")]
+pub mod middleware;
 mod stream;
 mod transport;
 

@@ -91,3 +91,65 @@ async fn the_attempt_loop_is_logged_without_the_key() {
     }
     assert!(!log.contains(secret), "the key was logged:{log}");
 }
+
+/// Beside reqwest-tracing, the policy's place in the chain decides what tracing sees: before
+/// it, one span for the whole call; after it, one span per attempt.
+#[cfg(feature = "middleware")]
+#[tokio::test]
+async fn in_a_chain_with_reqwest_tracing_each_layer_sees_what_its_place_gives_it() {
+    use novita_reqwest::middleware::NovitaMiddleware;
+    use reqwest_tracing::TracingMiddleware;
+
+    let secret = "sk_secret_that_must_not_be_logged";
+    let server = MockServer::builder().api_key(secret).start();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut config = Config::default();
+    config.backoff.base = Duration::from_millis(5);
+    config.backoff.cap = Duration::from_millis(20);
+    let policy = NovitaMiddleware::builder().policy(config).build().unwrap();
+    let body = serde_json::json!({
+        "model": "deepseek/deepseek-v3",
+        "messages": [{"role": "user", "content": "hi"}],
+    });
+    let mut logs = Vec::new();
+    for tracing_first in [true, false] {
+        server.script(Route::ChatCompletions, None, [Fault::status(503)]);
+        let chain = reqwest_middleware::ClientBuilder::new(reqwest::Client::new());
+        let chain = if tracing_first {
+            chain
+                .with(TracingMiddleware::default())
+                .with(policy.clone())
+        } else {
+            chain
+                .with(policy.clone())
+                .with(TracingMiddleware::default())
+        };
+        let http = chain.build();
+        let recorder = Recorder::default();
+        let _default = tracing::subscriber::set_default(recorder.clone());
+        let response = http
+            .post(format!("{}/chat/completions", server.base_url()))
+            .bearer_auth(secret)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let log = recorder.0.lock().unwrap().clone();
+        assert!(!log.contains(secret), "the key was logged:{log}");
+        assert_eq!(log.matches("span novita.call").count(), 1, "{log}");
+        logs.push(log);
+    }
+    let [whole, per_attempt] = &logs[..] else {
+        unreachable!()
+    };
+    assert_eq!(whole.matches("span HTTP request").count(), 1, "{whole}");
+    assert!(!whole.contains("status_code=503"), "{whole}");
+    assert_eq!(
+        per_attempt.matches("span HTTP request").count(),
+        2,
+        "{per_attempt}"
+    );
+    assert!(per_attempt.contains("status_code=503"), "{per_attempt}");
+    assert!(per_attempt.contains("status_code=200"), "{per_attempt}");
+}

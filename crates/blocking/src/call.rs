@@ -135,22 +135,17 @@ impl Client {
     /// [`headers_within`](Attempt::headers_within) until its headers arrive and by the idle
     /// timeout between reads.
     fn send(&self, attempt: &Attempt) -> Result<Response, ureq::Error> {
-        let authorization = self.core.settings().key.bearer();
+        let authorization = self.core.settings().authorization();
+        let authorization = authorization.as_deref();
         let Some(body) = &attempt.body else {
-            return self
-                .agent
-                .get(&attempt.url)
-                .header("authorization", &authorization)
+            return authorize(self.agent.get(&attempt.url), authorization)
                 .config()
                 .http_status_as_error(false)
                 .timeout_global(Some(attempt.time_limit))
                 .build()
                 .call();
         };
-        let builder = self
-            .agent
-            .post(&attempt.url)
-            .header("authorization", &authorization)
+        let builder = authorize(self.agent.post(&attempt.url), authorization)
             .content_type("application/json");
         let builder = match attempt.delivery {
             Delivery::Streamed => builder
@@ -248,5 +243,14 @@ fn assemble(mut stream: ChatStream) -> Received<ChatCompletion> {
                 return Received::from_break(ending, failure, stream.model());
             }
         }
+    }
+}
+
+/// Adds the client's `Authorization` header (a core always holds its key when built from a
+/// builder's options).
+fn authorize<B>(builder: ureq::RequestBuilder<B>, value: Option<&str>) -> ureq::RequestBuilder<B> {
+    match value {
+        Some(value) => builder.header("authorization", value),
+        None => builder,
     }
 }

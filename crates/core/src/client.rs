@@ -75,8 +75,39 @@ impl ClientCore {
     ///
     /// # Errors
     /// No key, an unusable base URL, or an invalid policy configuration.
-    pub fn new(options: Options, env: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        let settings = Settings::resolve(options.api_key, options.base_url, env)?;
+    pub fn new(mut options: Options, env: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let settings = Settings::resolve(options.api_key.take(), options.base_url.take(), env)?;
+        Self::with_settings(settings, options)
+    }
+
+    /// A core for requests the application builds and authorises itself, such as a
+    /// middleware relays: it holds no key ([`KeySource::Request`]) and no base URL, and each
+    /// [`Request::relayed`](crate::Request::relayed) call goes to its own URL. Everything
+    /// else in `options` applies as for a client.
+    ///
+    /// # Errors
+    /// An invalid policy configuration, or a key or base URL in `options`: a relaying core
+    /// would not use them, and silently dropping them would hide a mistake.
+    pub fn relay(options: Options) -> Result<Self, Error> {
+        let unused = if options.api_key.is_some() {
+            Some("an API key")
+        } else if options.base_url.is_some() {
+            Some("a base URL")
+        } else {
+            None
+        };
+        if let Some(unused) = unused {
+            return Err(Error::Setting {
+                setting: unused.to_owned(),
+                problem: "a relaying core (a middleware) sends each request with its own URL \
+                          and Authorization header; set them on the request instead"
+                    .to_owned(),
+            });
+        }
+        Self::with_settings(Settings::relayed(), options)
+    }
+
+    fn with_settings(settings: Settings, options: Options) -> Result<Self, Error> {
         #[cfg(feature = "toml")]
         let from_toml = options
             .policy_toml
@@ -219,5 +250,30 @@ impl ClientCore {
     /// `!Send`.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relaying_core_holds_no_key_and_refuses_one() {
+        let core = ClientCore::relay(Options::default()).unwrap();
+        assert_eq!(core.settings().authorization(), None);
+        assert_eq!(core.key_source(), KeySource::Request);
+        let options = Options {
+            api_key: Some("sk_given_for_nothing".to_owned()),
+            ..Options::default()
+        };
+        let error = ClientCore::relay(options).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("an API key"), "{message}");
+        assert!(!message.contains("sk_given_for_nothing"), "{message}");
+        let options = Options {
+            base_url: Some("http://127.0.0.1:1".to_owned()),
+            ..Options::default()
+        };
+        assert!(ClientCore::relay(options).is_err());
     }
 }

@@ -66,7 +66,9 @@ pub enum Poll {
 pub struct Attempt {
     /// The full URL: the client's base URL and the request's route.
     pub url: String,
-    /// The JSON body to `POST`; `None` for a `GET`.
+    /// The JSON body to `POST`; `None` for a `GET`, and for a
+    /// [relayed](Request::relayed) request, whose sender re-sends its own body naming
+    /// [`model`](Self::model).
     pub body: Option<Vec<u8>>,
     /// The model this attempt goes to (the route, for calls that name no model).
     pub model: String,
@@ -220,7 +222,9 @@ impl CallDriver {
             call.with_estimated_tokens(request.estimated_tokens())
         };
         Self {
-            url: core.settings().url(request.route()),
+            url: request
+                .relayed_url()
+                .map_or_else(|| core.settings().url(request.route()), ToOwned::to_owned),
             core,
             request,
             models,

@@ -47,6 +47,9 @@ pub enum KeySource {
     Argument,
     /// Read from an environment variable.
     Environment(&'static str),
+    /// Sent by the application in each request's own `Authorization` header: a middleware
+    /// relays requests it did not build.
+    Request,
 }
 
 impl fmt::Display for KeySource {
@@ -54,6 +57,7 @@ impl fmt::Display for KeySource {
         match self {
             KeySource::Argument => f.write_str("the key passed to the client builder"),
             KeySource::Environment(name) => write!(f, "the {name} environment variable"),
+            KeySource::Request => f.write_str("the request's own Authorization header"),
         }
     }
 }

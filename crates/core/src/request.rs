@@ -44,6 +44,11 @@ enum Body {
     None,
     Chat(Box<ChatRequest>),
     Json(Value),
+    /// A request somebody else wrote and sends to `url`: its JSON (or `null`) is only read.
+    Relayed {
+        url: String,
+        json: Value,
+    },
 }
 
 /// Whether a switch to streaming can be honoured for a call: its answer can be read as a
@@ -101,6 +106,57 @@ impl Request {
         }
     }
 
+    /// A request the application built and sends itself, which a middleware relays: the
+    /// policy sees its model (the body's `model` field, when `json` has one) and its
+    /// delivery (`"stream": true` asks for a stream), and picks each attempt's model, but
+    /// writes no body ([`Attempt::body`](crate::Attempt::body) is `None`): the sender
+    /// re-sends its own, naming [`Attempt::model`](crate::Attempt::model). It never
+    /// switches to streaming, since nobody here can reassemble the answer. `url` is where
+    /// every attempt goes; the route is its path. `json` is `Value::Null` for a body that
+    /// is not JSON, or none.
+    ///
+    /// ```
+    /// # use novita_core::Request;
+    /// # use novita_core::policy::Delivery;
+    /// let body = serde_json::json!({"model": "m", "stream": true, "messages": []});
+    /// let relayed = Request::relayed("https://gateway.example/v1/chat/completions", body);
+    /// assert_eq!(relayed.route(), "v1/chat/completions");
+    /// assert_eq!(relayed.model(), Some("m"));
+    /// assert_eq!(relayed.delivery(), Delivery::Streamed);
+    /// ```
+    #[must_use]
+    pub fn relayed(url: &str, json: Value) -> Self {
+        let path = url
+            .find("://")
+            .map_or(url, |scheme| &url[scheme + 3..])
+            .split_once('/')
+            .map_or("", |(_, path)| path);
+        let path = path.split(['?', '#']).next().unwrap_or_default();
+        let delivery = if json.get("stream").and_then(Value::as_bool) == Some(true) {
+            Delivery::Streamed
+        } else {
+            Delivery::Buffered
+        };
+        Self {
+            route: path.to_owned(),
+            body: Body::Relayed {
+                url: url.to_owned(),
+                json,
+            },
+            delivery,
+        }
+    }
+
+    /// Where every attempt of a relayed request goes; `None` for the others, which go to
+    /// the client's base URL and the route.
+    #[must_use]
+    pub fn relayed_url(&self) -> Option<&str> {
+        match &self.body {
+            Body::Relayed { url, .. } => Some(url),
+            _ => None,
+        }
+    }
+
     /// The route, such as `chat/completions`.
     #[must_use]
     pub fn route(&self) -> &str {
@@ -113,7 +169,9 @@ impl Request {
         match &self.body {
             Body::None => None,
             Body::Chat(request) => Some(&request.model),
-            Body::Json(body) => body.get("model").and_then(Value::as_str),
+            Body::Json(body) | Body::Relayed { json: body, .. } => {
+                body.get("model").and_then(Value::as_str)
+            }
         }
     }
 
@@ -161,7 +219,7 @@ impl Request {
                 let answer = request.max_completion_tokens.or(request.max_tokens);
                 (chars as u64, answer.map(u64::from))
             }
-            Body::Json(body) => {
+            Body::Json(body) | Body::Relayed { json: body, .. } => {
                 let chars = ["prompt", "input"]
                     .iter()
                     .filter_map(|field| body.get(field))
@@ -187,7 +245,7 @@ impl Request {
     /// Whether a switch to streaming can be honoured.
     #[must_use]
     pub fn reassembly(&self) -> Reassembly {
-        if self.route == CHAT_ROUTE && !matches!(self.body, Body::None) {
+        if self.route == CHAT_ROUTE && matches!(self.body, Body::Chat(_) | Body::Json(_)) {
             Reassembly::Chat
         } else {
             Reassembly::Unsupported
@@ -205,7 +263,7 @@ impl Request {
         let streamed = delivery == Delivery::Streamed;
         let chat_route = self.route == CHAT_ROUTE;
         let bytes = match &mut self.body {
-            Body::None => return Ok(None),
+            Body::None | Body::Relayed { .. } => return Ok(None),
             Body::Chat(request) => {
                 if request.model != model {
                     model.clone_into(&mut request.model);

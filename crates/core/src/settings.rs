@@ -30,11 +30,13 @@ pub const DEFAULT_MAX_SUCCESS_BODY: usize = 64 * 1024 * 1024;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Settings {
-    /// The API key.
-    pub key: ApiKey,
+    /// The API key; `None` only for a relaying core ([`Settings::relayed`]), whose requests
+    /// carry the application's own `Authorization` header.
+    pub key: Option<ApiKey>,
     /// Where it came from.
     pub key_source: KeySource,
-    /// The base URL, without a trailing slash.
+    /// The base URL, without a trailing slash; empty for a relaying core, which sends each
+    /// request to its own URL.
     pub base_url: String,
 }
 
@@ -81,10 +83,27 @@ impl Settings {
             .or_else(|| set(LITELLM_BASE_URL_VAR))
             .unwrap_or_else(|| (DEFAULT_BASE_URL.to_owned(), "the default"));
         Ok(Self {
-            key,
+            key: Some(key),
             key_source,
             base_url: normalize_base_url(&base_url, from)?,
         })
+    }
+
+    /// The settings of a core that relays requests somebody else built (a middleware): no
+    /// key of its own ([`KeySource::Request`]) and no base URL.
+    #[must_use]
+    pub fn relayed() -> Self {
+        Self {
+            key: None,
+            key_source: KeySource::Request,
+            base_url: String::new(),
+        }
+    }
+
+    /// The `Authorization` header value, when the client holds the key itself.
+    #[must_use]
+    pub fn authorization(&self) -> Option<String> {
+        self.key.as_ref().map(ApiKey::bearer)
     }
 
     /// The full URL of `route` (such as `chat/completions`) under the base URL.
@@ -334,7 +353,7 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(settings.key.expose(), "sk_arg");
+        assert_eq!(settings.key.as_ref().unwrap().expose(), "sk_arg");
         assert_eq!(settings.key_source, KeySource::Argument);
         assert_eq!(
             settings.url("/chat/completions"),
@@ -346,7 +365,7 @@ mod tests {
     fn the_environment_fills_in_then_the_default() {
         let settings =
             Settings::resolve(None, None, env(&[("NOVITA_API_KEY", " sk_env\n")])).unwrap();
-        assert_eq!(settings.key.expose(), "sk_env");
+        assert_eq!(settings.key.as_ref().unwrap().expose(), "sk_env");
         assert_eq!(
             settings.key_source,
             KeySource::Environment("NOVITA_API_KEY")
@@ -491,6 +510,6 @@ mod tests {
         let debug = format!("{settings:?}");
         assert!(!debug.contains("sk_secret_123"), "{debug}");
         assert!(debug.contains("<redacted>"));
-        assert_eq!(settings.key.bearer(), "Bearer sk_secret_123");
+        assert_eq!(settings.authorization().unwrap(), "Bearer sk_secret_123");
     }
 }
