@@ -16,6 +16,8 @@
 //! - [`Error`] with its [`ErrorKind`], [`Report`] and [`Answer`]: what a call ends with.
 //! - [`Options`], [`Settings`], [`Timeouts`] and the redacted [`ApiKey`]: where settings come
 //!   from (code, then the environment, then Novita's defaults).
+//! - [`store`]: the exchange with a state store shared by many processes (Redis, in
+//!   `novita-redis`), for fleet-wide hints, breakers, limits and retry budget.
 //! - `metrics` (feature `metrics`): Prometheus-style metrics through the `metrics` facade.
 //!
 //! What it is not: the decisions themselves (that is `novita-policy`, which this crate
@@ -53,6 +55,7 @@ pub mod metrics;
 mod report;
 mod request;
 mod settings;
+pub mod store;
 pub mod wire;
 
 pub use client::ClientCore;

@@ -211,6 +211,12 @@ impl Gcra {
         }
     }
 
+    /// How far ahead of the steady pace calls may run.
+    #[must_use]
+    pub fn tolerance(&self) -> Duration {
+        self.tolerance
+    }
+
     /// The time `cost` units take at the limit's pace (`cost × 60 s / limit`), rounded up
     /// to the nanosecond and at most one [`PERIOD`].
     #[must_use]
