@@ -82,6 +82,9 @@ pub const RETRY_BUDGET_TOKENS: &str = "novita_retry_budget_tokens";
 pub const BREAKER_STATE: &str = "novita_breaker_state";
 /// Gauge, seconds: a model's pacing interval, 0 when not paced (`model`).
 pub const PACING_INTERVAL_SECONDS: &str = "novita_pacing_interval_seconds";
+/// Counter: times a client's shared state store failed and the client went on with its own
+/// state (once per outage, not per call).
+pub const STORE_FALLBACKS_TOTAL: &str = "novita_store_fallbacks_total";
 
 /// Describes every metric (one-line help text and unit) to the installed recorder.
 ///
@@ -141,6 +144,11 @@ pub fn describe() {
         PACING_INTERVAL_SECONDS,
         Unit::Seconds,
         "A model's client-side pacing interval between call starts; 0 when not paced."
+    );
+    describe_counter!(
+        STORE_FALLBACKS_TOTAL,
+        Unit::Count,
+        "Outages of the shared state store, each met by going on with the client's own state."
     );
 }
 
@@ -226,6 +234,11 @@ pub fn admitted(state: &ClientState, model: &str, admission: &Admission, now: Du
 /// with outcome `success`. `model` is the model that answered.
 pub fn succeeded(model: &str, elapsed: Duration) {
     call(model, "success", elapsed);
+}
+
+/// Records the start of a shared-store outage: `novita_store_fallbacks_total`.
+pub fn store_failed() {
+    counter!(STORE_FALLBACKS_TOTAL).increment(1);
 }
 
 /// Records a call the policy gave up on, after an attempt or at admission:
