@@ -1,0 +1,58 @@
+//! One exchange's latency on loopback, blocking and async: a charge against both limits
+//! and a piece of news, the common case of a call about to go out.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use novita_core::policy::limits::Gcra;
+use novita_core::store::{Facts, Step};
+use novita_redis::testing::RedisServer;
+use novita_redis::{RedisStore, ScriptCall, ScriptCharge, ScriptNews};
+
+/// An exchange that charges one request and 500 tokens under limits far too high to hold
+/// it, and tells of a short hint: every part of the script runs.
+fn call() -> ScriptCall {
+    let mut call = ScriptCall::new("bench", "model");
+    call.budget_capacity = 100;
+    call.budget_delta = -1;
+    call.news = vec![ScriptNews::Facts {
+        model: "model".to_owned(),
+        facts: Facts::new(Duration::from_millis(1), Duration::ZERO, Duration::ZERO),
+    }];
+    let huge = Gcra::per_minute(10_000_000_000, Duration::from_secs(60));
+    call.charge = Some(ScriptCharge {
+        requests: Some(Step::of(&huge, 1)),
+        tokens: Some(Step::of(&huge, 500)),
+    });
+    call
+}
+
+fn exchange(c: &mut Criterion) {
+    let server = RedisServer::start();
+    let store = RedisStore::open(&server.url()).expect("a valid URL");
+    let call = call();
+    store.run_blocking(&call).expect("Redis answers");
+
+    c.bench_function("exchange/blocking", |b| {
+        b.iter(|| store.run_blocking(black_box(&call)).expect("Redis answers"));
+    });
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime
+        .block_on(store.run_async(&call))
+        .expect("Redis answers");
+    c.bench_function("exchange/async", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(store.run_async(black_box(&call)))
+                .expect("Redis answers")
+        });
+    });
+}
+
+criterion_group!(benches, exchange);
+criterion_main!(benches);
