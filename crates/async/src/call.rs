@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use novita_core::policy::{Delivery, Phase, Transport};
+use novita_core::store::{Exchange, StoreError, Verdict};
 use novita_core::wire::{
     Assembler, ChatCompletion, ChatRequest, Model, ModelList, StreamBreak, Usage,
 };
-use novita_core::{Answer, Attempt, BoxError, CallDriver, Poll, Received, Request};
+use novita_core::{Answer, Attempt, BoxError, CallDriver, ClientCore, Poll, Received, Request};
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -128,6 +129,11 @@ impl Client {
                         continue;
                     }
                     Poll::Failed(error) => return Err(error),
+                    Poll::Share(exchange) => {
+                        let verdict = share(core, &exchange).await;
+                        driver.handle_shared(verdict, core.now());
+                        continue;
+                    }
                 };
                 match self.send(&mut attempt).await {
                     Err((failure, error)) => {
@@ -213,6 +219,18 @@ impl Client {
             max_success_body: self.core.max_success_body(),
             stream_limits: self.core.stream_limits(),
         }
+    }
+}
+
+/// Runs one exchange with the client's shared state store, within
+/// [`Timeouts::store`](crate::Timeouts::store).
+pub(crate) async fn share(core: &ClientCore, exchange: &Exchange) -> Result<Verdict, StoreError> {
+    let within = core.timeouts().store;
+    match tokio::time::timeout(within, core.exchange_async(exchange)).await {
+        Ok(verdict) => verdict,
+        Err(_) => Err(StoreError(
+            format!("no answer within {} ms", within.as_millis()).into(),
+        )),
     }
 }
 

@@ -148,6 +148,11 @@ impl NovitaMiddleware {
                         tokio::time::sleep(wait).await;
                         continue;
                     }
+                    Poll::Share(exchange) => {
+                        let verdict = crate::call::share(core, &exchange).await;
+                        driver.handle_shared(verdict, core.now());
+                        continue;
+                    }
                     Poll::Failed(error) => {
                         return match last_response.take() {
                             Some(mut response) => {

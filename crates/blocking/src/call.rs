@@ -103,6 +103,11 @@ impl Client {
                     continue;
                 }
                 Poll::Failed(error) => return Err(error),
+                Poll::Share(exchange) => {
+                    let verdict = core.exchange_blocking(&exchange);
+                    driver.handle_shared(verdict, core.now());
+                    continue;
+                }
             };
             match self.send(&attempt) {
                 Err(error) => driver.handle_transport(

@@ -191,6 +191,20 @@ impl ClientBuilder {
         self
     }
 
+    /// Shares the policy's state with every other client on the same store and account:
+    /// server hints, maintenance marks and open breakers, the retry budget and the
+    /// models' limits hold for all of them (`novita-redis` provides a Redis store;
+    /// [`novita_core::store::MemoryStore`] one for the clients of one process). One round
+    /// trip per attempt; a store in trouble never fails a call, the client goes on with
+    /// its own state and tries the store again a second later. Default: none, every
+    /// piece of state stays in this client.
+    pub fn store(mut self, store: impl novita_core::store::BlockingStore + 'static) -> Self {
+        self.options.store = Some(novita_core::store::Store::Blocking(std::sync::Arc::new(
+            store,
+        )));
+        self
+    }
+
     /// Seeds the jitter, for reproducible runs. Default: a random seed per client.
     pub fn seed(mut self, seed: u64) -> Self {
         self.options.seed = Some(seed);

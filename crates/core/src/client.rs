@@ -20,6 +20,7 @@ use crate::key::KeySource;
 use crate::settings::{
     DEFAULT_MAX_ERROR_BODY, DEFAULT_MAX_SUCCESS_BODY, Options, Settings, Timeouts,
 };
+use crate::store::{Exchange, News, Store, StoreError, StoreFuture, Verdict, scope_of};
 use crate::wire::Limits;
 
 /// What every call of one client shares: settings, policy, state, clock and randomness.
@@ -33,6 +34,8 @@ pub struct ClientCore {
     max_success_body: usize,
     stream_limits: Limits,
     origin: Instant,
+    /// The state store shared with other processes, if any, and the account's scope in it.
+    store: Option<(Store, String)>,
     /// Locked only inside the driver's and the accessors' own methods, never across I/O.
     shared: Mutex<Shared>,
 }
@@ -42,6 +45,30 @@ pub struct ClientCore {
 pub(crate) struct Shared {
     pub(crate) state: ClientState,
     pub(crate) rng: SplitMix64,
+    pub(crate) outbox: Outbox,
+}
+
+/// What this client's calls learnt for the shared store since the last exchange, and how
+/// the store is doing. Unused without a store.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    pub(crate) news: Vec<News>,
+    pub(crate) budget_delta: i64,
+    /// The store failed: calls go on with the client's own state until then.
+    pub(crate) store_down_until: Option<Duration>,
+}
+
+/// The most news an outbox keeps while no exchange takes it; beyond it the oldest go (the
+/// facts they carry are the first to have expired).
+const MAX_NEWS: usize = 256;
+
+impl Outbox {
+    pub(crate) fn push(&mut self, news: News) {
+        if self.news.len() >= MAX_NEWS {
+            self.news.remove(0);
+        }
+        self.news.push(news);
+    }
 }
 
 impl ClientCore {
@@ -128,11 +155,26 @@ impl ClientCore {
         let seed = options
             .seed
             .unwrap_or_else(|| RandomState::new().build_hasher().finish());
+        let store = match (options.store, &settings.key) {
+            (Some(store), Some(key)) => Some((store, scope_of(key))),
+            (Some(_), None) => {
+                return Err(Error::Setting {
+                    setting: "a state store".to_owned(),
+                    problem: "a relaying core has no key of its own to scope shared state by"
+                        .to_owned(),
+                });
+            }
+            (None, _) => None,
+        };
+        let mut state = policy.client_state();
+        state.share_limits(store.is_some());
         Ok(Self {
             shared: Mutex::new(Shared {
-                state: policy.client_state(),
+                state,
                 rng: SplitMix64::new(seed),
+                outbox: Outbox::default(),
             }),
+            store,
             settings,
             policy,
             fallback_models: options.fallback_models,
@@ -218,6 +260,39 @@ impl ClientCore {
     #[must_use]
     pub fn stream_limits(&self) -> Limits {
         self.stream_limits
+    }
+
+    /// The state store shared with other processes, if the client has one.
+    #[must_use]
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref().map(|(store, _)| store)
+    }
+
+    /// Runs `exchange` on the client's blocking store. Without one the exchange fails, and
+    /// the call goes on with the client's own state.
+    ///
+    /// # Errors
+    /// The store's trouble, or no blocking store.
+    pub fn exchange_blocking(&self, exchange: &Exchange) -> Result<Verdict, StoreError> {
+        match self.store() {
+            Some(Store::Blocking(store)) => store.exchange(exchange),
+            _ => Err(StoreError("this client has no blocking state store".into())),
+        }
+    }
+
+    /// Runs `exchange` on the client's async store (the adapter bounds it with
+    /// [`Timeouts::store`]). Without one the exchange fails, and the call goes on with the
+    /// client's own state.
+    pub fn exchange_async<'a>(&'a self, exchange: &'a Exchange) -> StoreFuture<'a> {
+        match self.store() {
+            Some(Store::Async(store)) => store.exchange(exchange),
+            _ => Box::pin(async { Err(StoreError("this client has no async state store".into())) }),
+        }
+    }
+
+    /// The account's scope in the shared store: a hash of the key, never the key.
+    pub(crate) fn store_scope(&self) -> Option<&str> {
+        self.store.as_ref().map(|(_, scope)| scope.as_str())
     }
 
     /// Tokens left in the shared retry budget.

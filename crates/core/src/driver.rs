@@ -22,6 +22,8 @@
 //!         }
 //!         Poll::Wait(wait) => sleep(wait),
 //!         Poll::Failed(error) => return Err(error),
+//!         // A client with a shared state store: one bounded round trip to it.
+//!         Poll::Share(exchange) => driver.handle_shared(exchange_with_store(exchange), core.now()),
 //!     }
 //! }
 //! ```
@@ -39,10 +41,15 @@ use novita_policy::{
 };
 use tracing::{debug, info, warn};
 
+mod sharing;
+
+use sharing::{Share, Snapshot};
+
 use crate::client::ClientCore;
 use crate::error::{BoxError, Error};
 use crate::report::{Answer, Report};
 use crate::request::{Reassembly, Request, model_chain};
+use crate::store::Exchange;
 use crate::wire::{ChatCompletion, StreamBreak, Usage};
 
 /// The `tracing` target of every event a call emits.
@@ -58,6 +65,10 @@ pub enum Poll {
     Wait(Duration),
     /// The call is over without an answer.
     Failed(Error),
+    /// Run this exchange with the client's shared state store (see
+    /// [`store`](crate::store)), bounded by [`Timeouts::store`](crate::Timeouts::store), and
+    /// feed the result to [`CallDriver::handle_shared`]. Only for a client with a store.
+    Share(Exchange),
 }
 
 /// One attempt to send: where, what, to which model, and how the answer should come.
@@ -165,6 +176,9 @@ impl Received<ChatCompletion> {
 enum Stage {
     /// Ready to ask the policy for admission, no earlier than `not_before`.
     Ready { not_before: Duration },
+    /// An exchange with the shared store is out; then ready again, no earlier than
+    /// `not_before`.
+    Sharing { not_before: Duration },
     /// An attempt went out; its outcome is awaited.
     InFlight,
     /// The call failed; `poll` hands the error over once.
@@ -188,6 +202,10 @@ pub struct CallDriver {
     waited: Duration,
     /// Whether the answer's usage has corrected the token estimate (once per call).
     usage_corrected: bool,
+    /// Where the next attempt stands with the shared store (unused without one).
+    share: Share,
+    /// This call learnt something the other processes must hear of at once.
+    urgent_news: bool,
     span: tracing::Span,
 }
 
@@ -233,6 +251,8 @@ impl CallDriver {
             started: now,
             waited: Duration::ZERO,
             usage_corrected: false,
+            share: Share::Due,
+            urgent_news: false,
             span,
         }
     }
@@ -270,8 +290,12 @@ impl CallDriver {
                 return Poll::Failed(error);
             }
             Stage::InFlight => panic!("CallDriver polled with an attempt in flight"),
+            Stage::Sharing { .. } => panic!("CallDriver polled with an exchange out"),
             Stage::Answered => panic!("CallDriver polled after the call answered"),
         };
+        if let Some(exchange) = self.exchange_due(now, not_before) {
+            return Poll::Share(exchange);
+        }
         if now < not_before {
             return Poll::Wait(not_before - now);
         }
@@ -288,6 +312,11 @@ impl CallDriver {
                 self.stage = Stage::Failed(None);
                 Poll::Failed(error)
             }
+            // The call moved to a fallback model, whose shared state comes first.
+            Admitted::Exchange => match self.exchange_due(now, now) {
+                Some(exchange) => Poll::Share(exchange),
+                None => self.poll(now),
+            },
         }
     }
 
@@ -305,6 +334,8 @@ impl CallDriver {
             );
             #[cfg(feature = "metrics")]
             crate::metrics::admitted(&shared.state, &self.models[model], &admission, now);
+            let sent = matches!(admission, Admission::Send);
+            Self::settle_charge(&mut self.share, &mut shared, sent, &self.models[model]);
             match admission {
                 Admission::Send => return Admitted::Send,
                 Admission::Wait(wait) => {
@@ -330,6 +361,9 @@ impl CallDriver {
                 }
                 Admission::FallBack { model } => {
                     info!(target: TRACING_TARGET, to = %self.models[model], "circuit open, falling back");
+                    if self.exchange_before_fallback(&shared, now) {
+                        return Admitted::Exchange;
+                    }
                 }
                 Admission::Reject(give_up) => {
                     warn!(target: TRACING_TARGET, stop = ?give_up.stop, "call rejected before sending");
@@ -470,6 +504,7 @@ impl CallDriver {
             body: b"",
         };
         let mut shared = self.core.lock();
+        let before = Snapshot::of(&shared.state, &self.models[model], clock.now);
         let decision = self.core.policy().decide(
             &mut shared.state,
             &mut self.call,
@@ -479,6 +514,14 @@ impl CallDriver {
             Draw::MIN,
         );
         debug_assert_eq!(decision, Decision::Done);
+        Self::note_news(
+            &self.core,
+            &mut self.urgent_news,
+            &mut shared,
+            &self.models[model],
+            before,
+            clock.now,
+        );
     }
 
     /// Feeds back the answer's token usage (`usage` of a chat completion, or of the last
@@ -499,11 +542,17 @@ impl CallDriver {
             total_tokens = usage.total_tokens,
             "token usage"
         );
-        self.core.lock().state.correct_tokens(
-            &self.models[self.call.model()],
+        let model = &self.models[self.call.model()];
+        let mut shared = self.core.lock();
+        shared
+            .state
+            .correct_tokens(model, estimated, usage.total_tokens, now);
+        Self::note_usage(
+            &self.core,
+            &mut shared,
+            model,
             estimated,
             usage.total_tokens,
-            now,
         );
     }
 
@@ -536,6 +585,7 @@ impl CallDriver {
         let model = self.call.model();
         let decision = {
             let mut shared = self.core.lock();
+            let before = Snapshot::of(&shared.state, &self.models[model], clock.now);
             let draw = shared.rng.draw();
             let decision = self.core.policy().decide(
                 &mut shared.state,
@@ -551,6 +601,14 @@ impl CallDriver {
                 &self.models[model],
                 outcome,
                 &decision,
+                clock.now,
+            );
+            Self::note_news(
+                &self.core,
+                &mut self.urgent_news,
+                &mut shared,
+                &self.models[model],
+                before,
                 clock.now,
             );
             decision
@@ -618,6 +676,8 @@ enum Admitted {
     Send,
     Wait(Duration),
     Rejected(Error),
+    /// Exchange with the shared store before going on (the call changed models).
+    Exchange,
 }
 
 fn outcome_status(outcome: &Outcome<'_>) -> u16 {
@@ -1048,6 +1108,7 @@ mod tests {
                 }
                 Poll::Wait(wait) => now += wait,
                 Poll::Failed(error) => break error,
+                Poll::Share(_) => panic!("no store, no exchange"),
             }
         };
         let give_up = error.give_up().expect("a give-up");

@@ -12,6 +12,7 @@ use novita_policy::PolicyConfig;
 
 use crate::error::Error;
 use crate::key::{API_KEY_VAR, ApiKey, KeySource};
+use crate::store::Store;
 use crate::wire::Limits;
 
 /// Novita's documented OpenAI-compatible base URL.
@@ -234,6 +235,10 @@ pub struct Timeouts {
     /// writing tens of thousands of tokens takes minutes, not hours. A buffered call that
     /// switched to streaming is also held to the policy's `deadline`.
     pub stream_total: Duration,
+    /// The longest one exchange with a shared state store may take before the call goes on
+    /// with its client's own state. Default 50 ms: a store on the same network answers in
+    /// well under a millisecond, and a call must never wait on a store in trouble.
+    pub store: Duration,
 }
 
 impl Timeouts {
@@ -264,6 +269,13 @@ impl Timeouts {
         self.stream_total = stream_total;
         self
     }
+
+    /// These timeouts with each exchange with a shared state store bounded by `store`.
+    #[must_use]
+    pub fn with_store(mut self, store: Duration) -> Self {
+        self.store = store;
+        self
+    }
 }
 
 impl Default for Timeouts {
@@ -273,6 +285,7 @@ impl Default for Timeouts {
             request: Duration::from_secs(120),
             stream_idle: Duration::from_secs(60),
             stream_total: Duration::from_secs(30 * 60),
+            store: Duration::from_millis(50),
         }
     }
 }
@@ -307,6 +320,9 @@ pub struct Options {
     pub stream_limits: Limits,
     /// A seed for the jitter; `None` lets the adapter pick a random one.
     pub seed: Option<u64>,
+    /// A state store shared with other processes (see [`store`](crate::store)); `None`
+    /// keeps every piece of state in the client.
+    pub store: Option<Store>,
 }
 
 /// Shows every setting but the key, which prints as `<redacted>`.
@@ -322,7 +338,8 @@ impl fmt::Debug for Options {
             .field("max_error_body", &self.max_error_body)
             .field("max_success_body", &self.max_success_body)
             .field("stream_limits", &self.stream_limits)
-            .field("seed", &self.seed);
+            .field("seed", &self.seed)
+            .field("store", &self.store);
         #[cfg(feature = "toml")]
         debug.field("policy_toml", &self.policy_toml);
         debug.finish()

@@ -20,15 +20,21 @@
 //! and the client goes on with its own state (its own limits included) until the store
 //! answers again.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+pub use novita_policy::Facts;
 use novita_policy::catalog::RateLimit;
 use novita_policy::limits::Gcra;
 
+use sha2::{Digest, Sha256};
+
 use crate::error::BoxError;
+use crate::key::ApiKey;
 
 /// What one exchange carries to the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,44 +87,6 @@ pub enum News {
         /// The tokens dimension's change.
         tokens: Option<Shift>,
     },
-}
-
-/// How long, from now, each shared fact about one model lasts; zero when it does not hold.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub struct Facts {
-    /// A server hint (`Retry-After` and friends) holds every call to the model.
-    pub blocked_for: Duration,
-    /// The model is in maintenance (`MODEL_NOT_AVAILABLE`): calls that can fall back skip it.
-    pub maintenance_for: Duration,
-    /// The model's circuit breaker is open: calls wait behind it or fall back.
-    pub open_for: Duration,
-}
-
-impl Facts {
-    /// Facts lasting these long.
-    #[must_use]
-    pub fn new(blocked_for: Duration, maintenance_for: Duration, open_for: Duration) -> Self {
-        Self {
-            blocked_for,
-            maintenance_for,
-            open_for,
-        }
-    }
-
-    /// Whether any fact holds.
-    #[must_use]
-    pub fn any(&self) -> bool {
-        !(self.blocked_for.is_zero() && self.maintenance_for.is_zero() && self.open_for.is_zero())
-    }
-
-    /// Whether any fact of `self` lasts longer than the same fact of `other`.
-    #[must_use]
-    pub fn outlasts(&self, other: &Facts) -> bool {
-        self.blocked_for > other.blocked_for
-            || self.maintenance_for > other.maintenance_for
-            || self.open_for > other.open_for
-    }
 }
 
 /// One GCRA step for one dimension of a model's limits, computed by the client with
@@ -227,4 +195,214 @@ pub type StoreFuture<'a> = Pin<Box<dyn Future<Output = Result<Verdict, StoreErro
 pub trait AsyncStore: fmt::Debug + Send + Sync {
     /// Runs one exchange, atomically.
     fn exchange<'a>(&'a self, exchange: &'a Exchange) -> StoreFuture<'a>;
+}
+
+/// The store a client shares its state through, as its adapter calls it.
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// Called from blocking code (novita-ureq).
+    Blocking(Arc<dyn BlockingStore>),
+    /// Awaited from async code (novita-reqwest), bounded by [`Timeouts::store`](crate::Timeouts::store).
+    Async(Arc<dyn AsyncStore>),
+}
+
+/// Two stores are the same when they are the same object.
+impl PartialEq for Store {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Store::Blocking(a), Store::Blocking(b)) => Arc::ptr_eq(a, b),
+            (Store::Async(a), Store::Async(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+/// The scope of an account's shared state: the first 128 bits of the key's SHA-256, in
+/// hex. One-way, so whoever reads the store learns nothing of the key, and wide enough
+/// that two accounts never meet.
+#[must_use]
+pub fn scope_of(key: &ApiKey) -> String {
+    let digest = Sha256::digest(key.expose().as_bytes());
+    digest[..16]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// A store in this process's memory: the reference for what an exchange does, and a way
+/// for several clients of one process (say, one per worker runtime) to share their state
+/// without Redis. Times are measured on its own monotonic clock.
+#[derive(Debug)]
+pub struct MemoryStore {
+    origin: Instant,
+    state: Mutex<HashMap<String, Scope>>,
+}
+
+/// One account's state in a [`MemoryStore`].
+#[derive(Debug, Default)]
+struct Scope {
+    budget: Option<u32>,
+    models: HashMap<String, ModelEntry>,
+}
+
+/// One model's shared state: when each fact ends and the limits' arrival times, on the
+/// store's clock.
+#[derive(Clone, Copy, Debug, Default)]
+struct ModelEntry {
+    blocked_until: Duration,
+    maintenance_until: Duration,
+    open_until: Duration,
+    requests_tat: Duration,
+    tokens_tat: Duration,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            origin: Instant::now(),
+            state: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Runs `exchange` at `now` on the store's clock.
+    fn run(&self, exchange: &Exchange, now: Duration) -> Verdict {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let scope = state.entry(exchange.scope.clone()).or_default();
+        for news in &exchange.news {
+            match news {
+                News::Facts { model, facts } => {
+                    let entry = scope.models.entry(model.clone()).or_default();
+                    let extend = |until: &mut Duration, lasts: Duration| {
+                        if !lasts.is_zero() {
+                            *until = (*until).max(now.saturating_add(lasts));
+                        }
+                    };
+                    extend(&mut entry.blocked_until, facts.blocked_for);
+                    extend(&mut entry.maintenance_until, facts.maintenance_for);
+                    extend(&mut entry.open_until, facts.open_for);
+                }
+                News::Recovered { model } => {
+                    let entry = scope.models.entry(model.clone()).or_default();
+                    entry.maintenance_until = Duration::ZERO;
+                    entry.open_until = Duration::ZERO;
+                }
+                News::Recharge {
+                    model,
+                    requests,
+                    tokens,
+                } => {
+                    let entry = scope.models.entry(model.clone()).or_default();
+                    for (tat, shift) in [
+                        (&mut entry.requests_tat, requests),
+                        (&mut entry.tokens_tat, tokens),
+                    ] {
+                        if let Some(shift) = shift {
+                            *tat = shift.apply(*tat, now);
+                        }
+                    }
+                }
+            }
+        }
+        let capacity = exchange.budget_capacity;
+        let balance = i64::from(scope.budget.unwrap_or(capacity)) + exchange.budget_delta;
+        let balance = u32::try_from(balance.clamp(0, i64::from(capacity))).unwrap_or(capacity);
+        scope.budget = Some(balance);
+        let entry = scope.models.entry(exchange.model.clone()).or_default();
+        let limited = exchange.charge.and_then(|charge| {
+            let waits = [
+                (
+                    RateLimit::RequestsPerMinute,
+                    charge.requests,
+                    entry.requests_tat,
+                ),
+                (RateLimit::TokensPerMinute, charge.tokens, entry.tokens_tat),
+            ]
+            .map(|(limit, step, tat)| {
+                (
+                    limit,
+                    step.map_or(Duration::ZERO, |step| step.wait(tat, now)),
+                )
+            });
+            let [requests, tokens] = waits;
+            let longest = if tokens.1 > requests.1 {
+                tokens
+            } else {
+                requests
+            };
+            if !longest.1.is_zero() {
+                return Some(longest);
+            }
+            if let Some(step) = charge.requests {
+                entry.requests_tat = step.charge(entry.requests_tat, now);
+            }
+            if let Some(step) = charge.tokens {
+                entry.tokens_tat = step.charge(entry.tokens_tat, now);
+            }
+            None
+        });
+        let left = |until: Duration| until.saturating_sub(now);
+        Verdict::new(
+            Facts::new(
+                left(entry.blocked_until),
+                left(entry.maintenance_until),
+                left(entry.open_until),
+            ),
+            balance,
+            limited,
+        )
+    }
+}
+
+impl Step {
+    /// How long after `now` a call must wait given the TAT `tat`; zero when it conforms.
+    #[must_use]
+    pub fn wait(&self, tat: Duration, now: Duration) -> Duration {
+        let ahead = self.tolerance.saturating_sub(self.increment);
+        tat.saturating_sub(ahead).saturating_sub(now)
+    }
+
+    /// The TAT once a conforming call is charged at `now`.
+    #[must_use]
+    pub fn charge(&self, tat: Duration, now: Duration) -> Duration {
+        tat.max(now).saturating_add(self.increment)
+    }
+}
+
+impl Shift {
+    /// The TAT `tat` moved by this shift at `now`, within `now..=max(tat, now + ceiling)`.
+    #[must_use]
+    pub fn apply(&self, tat: Duration, now: Duration) -> Duration {
+        let moved = if self.back {
+            tat.saturating_sub(self.by)
+        } else {
+            tat.saturating_add(self.by)
+        };
+        moved
+            .max(now)
+            .min(now.saturating_add(self.ceiling).max(tat))
+    }
+}
+
+impl BlockingStore for MemoryStore {
+    fn exchange(&self, exchange: &Exchange) -> Result<Verdict, StoreError> {
+        Ok(self.run(exchange, self.origin.elapsed()))
+    }
+}
+
+impl AsyncStore for MemoryStore {
+    fn exchange<'a>(&'a self, exchange: &'a Exchange) -> StoreFuture<'a> {
+        let verdict = self.run(exchange, self.origin.elapsed());
+        Box::pin(async move { Ok(verdict) })
+    }
 }

@@ -197,6 +197,7 @@ impl Harness {
                         result: Err(error),
                     };
                 }
+                Poll::Share(_) => panic!("these clients have no store"),
             }
         }
         panic!("the call neither answered nor failed after 1000 polls");
@@ -1375,6 +1376,7 @@ fn run_together(
                 wake[next] = h.now + wait;
             }
             Poll::Failed(error) => results[next] = Some(Err(error)),
+            Poll::Share(_) => panic!("these clients have no store"),
         }
     }
     panic!("the calls did not end");
@@ -1534,6 +1536,7 @@ fn row_503_held_calls_do_not_spin_while_the_probe_is_out() {
                     soonest = soonest.min(wait);
                 }
                 Poll::Failed(error) => panic!("{error}"),
+                Poll::Share(_) => panic!("these clients have no store"),
             }
         }
         h.advance(soonest);

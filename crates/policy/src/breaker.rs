@@ -176,6 +176,16 @@ impl Breaker {
         false
     }
 
+    /// Keeps the breaker open until at least `until`, as another process sharing the
+    /// account found it (see [`Facts`](crate::Facts)); a probe of this process's is then no
+    /// longer counted on.
+    pub fn hold_open_until(&mut self, now: Duration, until: Duration) {
+        if self.open_until.is_none_or(|open_until| open_until < until) {
+            self.open(now, until.saturating_sub(now).max(self.open_period));
+            self.open_until = Some(until);
+        }
+    }
+
     fn open(&mut self, now: Duration, period: Duration) {
         self.open_until = Some(now.saturating_add(period));
         self.open_period = period;
@@ -214,6 +224,19 @@ impl Maintenance {
             self.probe_since = Some(now);
         }
         probe_out
+    }
+
+    /// When the mark ends, if the model is marked.
+    pub(crate) fn until(&self) -> Option<Duration> {
+        self.until
+    }
+
+    /// Keeps the model marked until at least `until`, as another process found it.
+    pub(crate) fn hold_until(&mut self, until: Duration) {
+        if self.until.is_none_or(|marked| marked < until) {
+            self.until = Some(until);
+            self.probe_since = None;
+        }
     }
 
     /// The model answered: the maintenance is over.

@@ -103,6 +103,12 @@ impl RetryBudget {
         }
     }
 
+    /// Sets the balance (at most the capacity): a budget shared with other processes
+    /// takes the shared balance.
+    pub fn set_tokens(&mut self, tokens: u32) {
+        self.tokens = tokens.min(self.config.capacity);
+    }
+
     /// Records a successful call: refunds `last_retry_cost` if the call retried, else
     /// deposits the success deposit.
     pub fn on_success(&mut self, last_retry_cost: Option<u32>) {

@@ -48,6 +48,7 @@ mod outcome;
 mod pacing;
 mod policy;
 mod random;
+pub mod shared;
 
 pub use backoff::{Backoff, Jitter, RetryKind};
 pub use body::{ErrorBody, MAX_MESSAGE_CHARS, Shape};
@@ -61,5 +62,6 @@ pub use outcome::{Delivery, Outcome, Phase, Transport};
 pub use pacing::{Pacer, PacingConfig};
 pub use policy::{Admission, Call, ClientState, Clock, Policy};
 pub use random::{Draw, SplitMix64};
+pub use shared::Facts;
 
 pub use novita_catalog as catalog;

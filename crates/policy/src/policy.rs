@@ -29,8 +29,8 @@ use crate::breaker::Maintenance;
 use crate::decision::{Action, Cause, Decision, GiveUp, Stop};
 use crate::limits::Tats;
 use crate::{
-    Breaker, BreakerConfig, BreakerState, Delivery, Draw, ErrorBody, Headers, ModelLimits, Outcome,
-    Pacer, PacingConfig, PolicyConfig, RetryBudget, RetryKind, Transport, WhenOpen, hints,
+    Breaker, BreakerConfig, BreakerState, Delivery, Draw, ErrorBody, Facts, Headers, ModelLimits,
+    Outcome, Pacer, PacingConfig, PolicyConfig, RetryBudget, RetryKind, Transport, WhenOpen, hints,
 };
 
 /// The catalog name of the 500 a model in maintenance answers (`MODEL_NOT_AVAILABLE`).
@@ -179,6 +179,8 @@ impl Call {
 #[derive(Clone, Debug)]
 pub struct ClientState {
     budget: RetryBudget,
+    /// Whether a shared store enforces the models' limits (see [`ClientState::share_limits`]).
+    limits_shared: bool,
     breaker_config: BreakerConfig,
     pacing_config: PacingConfig,
     limits: BTreeMap<String, ModelLimits>,
@@ -192,6 +194,8 @@ struct ModelState {
     maintenance: Maintenance,
     line: HoldLine,
     tats: Tats,
+    /// A shared store's limiter holds calls until then, for this limit.
+    shared_limit: Option<(RateLimit, Duration)>,
 }
 
 /// The calls held while a model's breaker is open, first come first served. Each holds a
@@ -246,6 +250,7 @@ impl ClientState {
     pub fn new(config: &PolicyConfig) -> Self {
         Self {
             budget: RetryBudget::new(config.budget),
+            limits_shared: false,
             breaker_config: config.breaker,
             pacing_config: config.pacing,
             limits: config.limits.clone(),
@@ -292,6 +297,83 @@ impl ClientState {
     #[must_use]
     pub fn budget(&self) -> &RetryBudget {
         &self.budget
+    }
+
+    /// Sets the retry budget's balance, as a budget shared with other processes stands.
+    pub fn set_budget_tokens(&mut self, tokens: u32) {
+        self.budget.set_tokens(tokens);
+    }
+
+    /// What other processes sharing the account must know of model `key` at `now`.
+    #[must_use]
+    pub fn facts(&self, key: &str, now: Duration) -> Facts {
+        let Some(model) = self.models.get(key) else {
+            return Facts::default();
+        };
+        let open_for = match model.breaker.state(now, &self.breaker_config) {
+            BreakerState::Open { until } => until.saturating_sub(now),
+            _ => Duration::ZERO,
+        };
+        Facts::new(
+            model.pacer.blocked_until().saturating_sub(now),
+            model
+                .maintenance
+                .until()
+                .map_or(Duration::ZERO, |until| until.saturating_sub(now)),
+            open_for,
+        )
+    }
+
+    /// Folds in what other processes know of model `key` at `now`: a hint blocks the
+    /// model here too, and a maintenance mark or an open breaker lasts at least as long
+    /// here as there. Nothing this process knows is shortened.
+    pub fn learn(&mut self, key: &str, facts: &Facts, now: Duration) {
+        if !facts.any() {
+            return;
+        }
+        let model = self.model_mut(key);
+        if !facts.blocked_for.is_zero() {
+            model.pacer.block(now, facts.blocked_for);
+        }
+        if !facts.maintenance_for.is_zero() {
+            model
+                .maintenance
+                .hold_until(now.saturating_add(facts.maintenance_for));
+        }
+        if !facts.open_for.is_zero() {
+            model
+                .breaker
+                .hold_open_until(now, now.saturating_add(facts.open_for));
+        }
+    }
+
+    /// Hands the models' limits ([`PolicyConfig::limits`]) to a shared store (`true`), or
+    /// takes them back (`false`, the default, and whenever the store is unreachable).
+    /// While shared, [`Policy::admit`] leaves the limits to the store and only honours the
+    /// holds it reports ([`hold_for_limit`](Self::hold_for_limit)).
+    pub fn share_limits(&mut self, shared: bool) {
+        self.limits_shared = shared;
+    }
+
+    /// Whether a shared store enforces the models' limits.
+    #[must_use]
+    pub fn limits_shared(&self) -> bool {
+        self.limits_shared
+    }
+
+    /// Holds calls to model `key` until the instant given, because the shared store's
+    /// limit says so, or (`None`) lets them go again; [`Policy::admit`] treats a hold like
+    /// a limit of its own (waits, or rejects a call the hold would carry past its
+    /// deadline).
+    pub fn hold_for_limit(&mut self, key: &str, hold: Option<(RateLimit, Duration)>) {
+        self.model_mut(key).shared_limit = hold;
+    }
+
+    /// The shared store's hold on model `key` at `now` and how long it has left, if any.
+    #[must_use]
+    pub fn limit_hold(&self, key: &str, now: Duration) -> Option<(RateLimit, Duration)> {
+        let (limit, until) = self.models.get(key)?.shared_limit?;
+        (until > now).then(|| (limit, until - now))
     }
 
     /// The breaker of model `key` at `now`.
@@ -425,6 +507,7 @@ impl Policy {
     ) -> Admission {
         let breaker_config = &self.config.breaker;
         let has_fallback = call.has_fallback();
+        let limits_shared = state.limits_shared;
         let model = state.model_mut(key);
         let passes = model.breaker.would_pass(now, breaker_config);
         let in_maintenance = has_fallback && model.maintenance.skip(now, breaker_config);
@@ -442,8 +525,15 @@ impl Policy {
             // Calls released after an outage go in the order they arrived.
             return self.hold(model, call, now);
         }
-        let limits = self.config.limits.get(key);
-        let limited = limits.and_then(|limits| model.tats.wait(limits, call.estimated_tokens, now));
+        let limits = if limits_shared {
+            None
+        } else {
+            self.config.limits.get(key)
+        };
+        let limited = match model.shared_limit {
+            Some((limit, until)) if until > now => Some((limit, until - now)),
+            _ => limits.and_then(|limits| model.tats.wait(limits, call.estimated_tokens, now)),
+        };
         let paced = model.pacer.wait(now);
         let wait = limited.map_or(paced, |(_, wait)| wait.max(paced));
         if !wait.is_zero() {

@@ -72,6 +72,7 @@ impl Call for CallDriver {
             Poll::Send(_attempt) => Step::Send,
             Poll::Wait(wait) => Step::Wait(wait),
             Poll::Failed(_error) => Step::Failed,
+            Poll::Share(_) => unreachable!("the simulated clients share no store"),
         }
     }
 
