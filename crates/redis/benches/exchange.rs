@@ -2,7 +2,7 @@
 //! and a piece of news, the common case of a call about to go out.
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use novita_core::policy::limits::Gcra;
@@ -36,6 +36,25 @@ fn exchange(c: &mut Criterion) {
 
     c.bench_function("exchange/blocking", |b| {
         b.iter(|| store.run_blocking(black_box(&call)).expect("Redis answers"));
+    });
+
+    // Four threads sharing the store: the time per exchange of the whole, which stays
+    // near the single-threaded one divided by the parallelism if the pool never makes
+    // callers queue behind each other.
+    c.bench_function("exchange/blocking-4-threads", |b| {
+        b.iter_custom(|iters| {
+            let started = Instant::now();
+            std::thread::scope(|threads| {
+                for _ in 0..4 {
+                    threads.spawn(|| {
+                        for _ in 0..iters.div_ceil(4) {
+                            store.run_blocking(black_box(&call)).expect("Redis answers");
+                        }
+                    });
+                }
+            });
+            started.elapsed()
+        });
     });
 
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -1,7 +1,7 @@
 //! A Redis store for the state that clients of one Novita account share across processes
 //! and hosts: [`RedisStore`] implements `novita-core`'s
-//! [`BlockingStore`](novita_core::store::BlockingStore) (for novita-ureq) and
-//! [`AsyncStore`](novita_core::store::AsyncStore) (for novita-reqwest).
+//! [`BlockingStore`] (for novita-ureq) and
+//! [`AsyncStore`] (for novita-reqwest).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -26,7 +26,7 @@
 //!
 //! # One exchange, one script
 //!
-//! Each [`Exchange`](novita_core::store::Exchange) runs as one Lua script (EVALSHA,
+//! Each [`Exchange`] runs as one Lua script (EVALSHA,
 //! loading it on `NOSCRIPT`), atomically: the news is applied in order, the budget moves,
 //! the charge is made against every limit or none, and the model's facts come back. The
 //! GCRA arithmetic is `novita_policy::limits::Gcra`'s, in integer microseconds: amounts
