@@ -176,9 +176,8 @@ impl Received<ChatCompletion> {
 enum Stage {
     /// Ready to ask the policy for admission, no earlier than `not_before`.
     Ready { not_before: Duration },
-    /// An exchange with the shared store is out; then ready again, no earlier than
-    /// `not_before`.
-    Sharing { not_before: Duration },
+    /// An exchange with the shared store is out; then back to this stage.
+    Sharing(Box<Stage>),
     /// An attempt went out; its outcome is awaited.
     InFlight,
     /// The call failed; `poll` hands the error over once.
@@ -285,12 +284,20 @@ impl CallDriver {
     pub fn poll(&mut self, now: Duration) -> Poll {
         let not_before = match &mut self.stage {
             Stage::Ready { not_before } => *not_before,
+            Stage::Failed(_) if self.urgent_news => {
+                // What ended the call (a hint, say) reaches the others before the error
+                // reaches the caller.
+                if let Some(exchange) = self.exchange_due(now, now) {
+                    return Poll::Share(exchange);
+                }
+                return self.poll(now);
+            }
             Stage::Failed(error) => {
                 let error = error.take().expect("CallDriver polled after it failed");
                 return Poll::Failed(error);
             }
             Stage::InFlight => panic!("CallDriver polled with an attempt in flight"),
-            Stage::Sharing { .. } => panic!("CallDriver polled with an exchange out"),
+            Stage::Sharing(_) => panic!("CallDriver polled with an exchange out"),
             Stage::Answered => panic!("CallDriver polled after the call answered"),
         };
         if let Some(exchange) = self.exchange_due(now, not_before) {

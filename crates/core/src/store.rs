@@ -59,6 +59,22 @@ pub struct Exchange {
     pub charge: Option<Charge>,
 }
 
+impl Exchange {
+    /// An exchange for `model` of the account `scope`, with nothing to publish and nothing
+    /// to charge (add them through the public fields).
+    #[must_use]
+    pub fn new(scope: impl Into<String>, model: impl Into<String>, budget_capacity: u32) -> Self {
+        Self {
+            scope: scope.into(),
+            model: model.into(),
+            news: Vec::new(),
+            budget_delta: 0,
+            budget_capacity,
+            charge: None,
+        }
+    }
+}
+
 /// Something one process learnt that the others must know.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -103,6 +119,15 @@ pub struct Step {
 }
 
 impl Step {
+    /// A step of these sizes.
+    #[must_use]
+    pub fn new(increment: Duration, tolerance: Duration) -> Self {
+        Self {
+            increment,
+            tolerance,
+        }
+    }
+
     /// The step of a call costing `cost` units under `gcra`.
     #[must_use]
     pub fn of(gcra: &Gcra, cost: u64) -> Self {
@@ -134,6 +159,14 @@ pub struct Charge {
     pub requests: Option<Step>,
     /// The call's estimated tokens, when the model has a tokens-per-minute limit.
     pub tokens: Option<Step>,
+}
+
+impl Charge {
+    /// A charge of these steps.
+    #[must_use]
+    pub fn new(requests: Option<Step>, tokens: Option<Step>) -> Self {
+        Self { requests, tokens }
+    }
 }
 
 /// What the store answers.
@@ -380,6 +413,12 @@ impl Step {
 }
 
 impl Shift {
+    /// A shift of `by`, backwards when `back`, bounded by `ceiling` past now.
+    #[must_use]
+    pub fn new(by: Duration, back: bool, ceiling: Duration) -> Self {
+        Self { by, back, ceiling }
+    }
+
     /// The TAT `tat` moved by this shift at `now`, within `now..=max(tat, now + ceiling)`.
     #[must_use]
     pub fn apply(&self, tat: Duration, now: Duration) -> Duration {

@@ -217,3 +217,27 @@ fn the_retry_budget_is_one_for_all_clients() {
     let _ = next(&mut other, &b, Duration::from_secs(5));
     assert_eq!(b.retry_budget(), 30 - spent);
 }
+
+#[test]
+fn a_hint_that_ends_a_call_still_reaches_the_others() {
+    let mut config = PolicyConfig::default();
+    config.max_attempts = 1;
+    let store = memory();
+    let a = client(store.clone(), config.clone(), "sk_account");
+    let b = client(store, config, "sk_account");
+    let mut first = call(&a, Duration::ZERO);
+    let Next::Send(_) = next(&mut first, &a, Duration::ZERO) else {
+        panic!()
+    };
+    first.handle_response(429, &[("retry-after", "2")], b"", clock(Duration::ZERO));
+    let Poll::Share(exchange) = first.poll(Duration::ZERO) else {
+        panic!("the hint is published before the error is handed over")
+    };
+    first.handle_shared(a.exchange_blocking(&exchange), Duration::ZERO);
+    assert!(matches!(first.poll(Duration::ZERO), Poll::Failed(_)));
+    let mut other = call(&b, Duration::ZERO);
+    let Next::Wait(held) = next(&mut other, &b, Duration::ZERO) else {
+        panic!("held by the hint")
+    };
+    assert!(held >= Duration::from_millis(1900), "{held:?}");
+}

@@ -34,10 +34,15 @@ pub(super) enum Share {
 
 impl CallDriver {
     /// The exchange to run before anything else at `now`, if one is due: the call's
-    /// urgent news at once, otherwise, once any wait is over, the exchange of the next
-    /// attempt. `None` without a store, or while the store is left alone after failing.
+    /// urgent news at once, otherwise, once any wait is over (`not_before`), the exchange
+    /// of the next attempt. `None` without a store, or while the store is left alone after
+    /// failing (urgent news then waits in the outbox for any later exchange).
     pub(super) fn exchange_due(&mut self, now: Duration, not_before: Duration) -> Option<Exchange> {
-        let scope = self.core.store_scope()?;
+        let Some(scope) = self.core.store_scope() else {
+            // Without a store nothing is ever published.
+            self.urgent_news = false;
+            return None;
+        };
         let charge = if self.urgent_news {
             None
         } else if now >= not_before && self.share == Share::Due {
@@ -60,6 +65,8 @@ impl CallDriver {
             .store_down_until
             .is_some_and(|until| now < until)
         {
+            // The news waits in the outbox for the store's return.
+            self.urgent_news = false;
             return None;
         }
         let exchange = Exchange {
@@ -75,7 +82,8 @@ impl CallDriver {
             self.share = Share::Asked(charge);
         }
         self.urgent_news = false;
-        self.stage = Stage::Sharing { not_before };
+        let stage = std::mem::replace(&mut self.stage, Stage::Answered);
+        self.stage = Stage::Sharing(Box::new(stage));
         Some(exchange)
     }
 
@@ -86,10 +94,10 @@ impl CallDriver {
     /// # Panics
     /// When no exchange was asked for: a bug in the adapter.
     pub fn handle_shared(&mut self, result: Result<Verdict, StoreError>, now: Duration) {
-        let Stage::Sharing { not_before } = self.stage else {
+        let Stage::Sharing(after) = std::mem::replace(&mut self.stage, Stage::Answered) else {
             panic!("CallDriver::handle_shared without an exchange asked for");
         };
-        self.stage = Stage::Ready { not_before };
+        self.stage = *after;
         let asked = match self.share {
             Share::Asked(charge) => Some(charge),
             _ => None,
