@@ -22,6 +22,9 @@ pub(crate) struct Setup {
     pub(crate) stream_total: Option<Duration>,
     pub(crate) max_success_body: Option<usize>,
     pub(crate) stream_limits: Option<Limits>,
+    /// A Redis URL: the client shares its state through a store of its own on it, as a
+    /// separate process would.
+    pub(crate) redis_url: Option<String>,
 }
 
 impl Setup {
@@ -35,6 +38,7 @@ impl Setup {
             stream_total: None,
             max_success_body: None,
             stream_limits: None,
+            redis_url: None,
         }
     }
 }
@@ -72,6 +76,11 @@ pub(crate) type Timed = (Result<Answer<ChatCompletion>, CallError>, Duration);
 fn in_order(mut tagged: Vec<(usize, Timed)>) -> Vec<Timed> {
     tagged.sort_by_key(|(index, _)| *index);
     tagged.into_iter().map(|(_, timed)| timed).collect()
+}
+
+/// A store of its own on the Redis at `url`.
+fn redis_store(url: &str) -> novita_redis::RedisStore {
+    novita_redis::RedisStore::open(url).unwrap_or_else(|error| panic!("{error}"))
 }
 
 /// Which adapter to build.
@@ -116,9 +125,12 @@ impl Blocking {
             .timeouts(timeouts)
             .max_success_body(setup.max_success_body.unwrap_or(64 << 20))
             .stream_limits(setup.stream_limits.unwrap_or_default())
-            .seed(1)
-            .build()?;
-        Ok(Self(client))
+            .seed(1);
+        let client = match &setup.redis_url {
+            Some(url) => client.store(redis_store(url)),
+            None => client,
+        };
+        Ok(Self(client.build()?))
     }
 }
 
@@ -227,7 +239,7 @@ impl Async {
             .build()
             .expect("a tokio runtime");
         let client = runtime.block_on(async {
-            novita_reqwest::Client::builder()
+            let client = novita_reqwest::Client::builder()
                 .api_key(&setup.api_key)
                 .base_url(&setup.base_url)
                 .fallback_models(setup.fallback_models.clone())
@@ -235,8 +247,12 @@ impl Async {
                 .timeouts(timeouts)
                 .max_success_body(setup.max_success_body.unwrap_or(64 << 20))
                 .stream_limits(setup.stream_limits.unwrap_or_default())
-                .seed(1)
-                .build()
+                .seed(1);
+            match &setup.redis_url {
+                Some(url) => client.store(redis_store(url)),
+                None => client,
+            }
+            .build()
         })?;
         Ok(Self { client, runtime })
     }

@@ -6,6 +6,7 @@
 //! mock recorded (arrival times), as lower bounds only; nothing here sleeps to synchronise.
 
 mod adapters;
+mod fleet;
 mod hostile;
 mod limits;
 mod outage;

@@ -271,7 +271,17 @@ impl RedisStore {
         // The response timeout bounds each command; this bounds the whole exchange,
         // waiting for a reconnection and reloading the script after a restart included.
         let bound = self.connect_timeout + self.read_timeout + self.write_timeout;
-        let answer = invocation.invoke_async::<Vec<i64>>(&mut manager);
+        let answer = async {
+            match invocation.invoke_async::<Vec<i64>>(&mut manager).await {
+                // A connection that broke since the last exchange (a restarted server)
+                // fails this command and makes the manager reconnect: one more try finds
+                // the server back, rather than the next exchange a retry period later.
+                Err(error) if error.is_connection_dropped() || error.is_io_error() => {
+                    invocation.invoke_async::<Vec<i64>>(&mut manager).await
+                }
+                answer => answer,
+            }
+        };
         match tokio::time::timeout(bound, answer).await {
             Ok(Ok(reply)) => script::verdict(&reply),
             Ok(Err(error)) => Err(self.failed(&error)),
