@@ -11,6 +11,8 @@ use novita_core::{Answer, Error as CallError, Report};
 use novita_mock::{Fault, MockServer, RecordedRequest, Route, Rule};
 use novita_policy::{PolicyConfig, Seconds};
 
+mod fleet;
+
 const MODEL: &str = novita_mock::DEFAULT_MODELS[0];
 const FALLBACK: &str = novita_mock::DEFAULT_MODELS[1];
 /// The mock's reasoning model: its answers carry `reasoning_content`.
@@ -36,6 +38,16 @@ pub(crate) struct Args {
         requires = "metrics_addr"
     )]
     metrics_linger: u64,
+    /// Also play the several-worker scenarios: four clients, each with its own connection
+    /// to this Redis (as four processes would have), share hints and limits
+    /// (redis://[:PASSWORD@]HOST[:PORT][/DB]; also NOVITA_REDIS_URL)
+    #[arg(
+        long,
+        value_name = "URL",
+        env = crate::chat::REDIS_URL_VAR,
+        hide_env_values = true
+    )]
+    redis: Option<String>,
 }
 
 /// The buckets of the seconds histograms (`novita_wait_seconds`,
@@ -408,17 +420,14 @@ pub(crate) fn run(args: &Args) -> Result<Outcome, String> {
                 server.rule(rule);
             }
             let row = play(scenario, &client, &server);
-            eprintln!(
-                "[{:>2}/{total}] {:<8} {:<36} {}",
-                index * 2 + offset + 1,
-                row.adapter,
-                row.title,
-                if row.as_designed() {
-                    "as designed"
-                } else {
-                    "NOT AS DESIGNED"
-                }
-            );
+            progress(&format!("{:>2}/{total}", index * 2 + offset + 1), &row);
+            rows.push(row);
+        }
+    }
+    if let Some(url) = args.redis.as_deref().filter(|url| !url.trim().is_empty()) {
+        eprintln!("novita demo: four workers sharing state through Redis");
+        for row in fleet::play(url.trim(), &runtime)? {
+            progress("fleet", &row);
             rows.push(row);
         }
     }
@@ -426,6 +435,20 @@ pub(crate) fn run(args: &Args) -> Result<Outcome, String> {
         report: render(&rows, started.elapsed()),
         all_as_designed: rows.iter().all(Row::as_designed),
     })
+}
+
+/// One line on stderr per run, as it ends.
+fn progress(position: &str, row: &Row) {
+    eprintln!(
+        "[{position}] {:<9} {:<36} {}",
+        row.adapter,
+        row.title,
+        if row.as_designed() {
+            "as designed"
+        } else {
+            "NOT AS DESIGNED"
+        }
+    );
 }
 
 fn build<'a>(

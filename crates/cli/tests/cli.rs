@@ -22,7 +22,8 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
         .args(args)
         .env_remove("NOVITA_API_KEY")
         .env_remove("NOVITA_BASE_URL")
-        .env_remove("NOVITA_API_BASE");
+        .env_remove("NOVITA_API_BASE")
+        .env_remove("NOVITA_REDIS_URL");
     for (name, value) in env {
         command.env(name, value);
     }
@@ -424,6 +425,26 @@ fn the_demo_plays_every_scenario_as_designed() {
     );
     assert!(!stdout.contains('\u{1b}'), "colour codes in a pipe");
     assert!(stdout.contains("AS DESIGNED"), "{stdout}");
+}
+
+#[test]
+fn with_redis_the_demo_adds_workers_that_share_hints_and_limits() {
+    let redis = novita_redis::testing::RedisServer::start();
+    let url = redis.url();
+    let output = run(&["demo"], &[("NOVITA_REDIS_URL", url.as_str())]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .starts_with("38/38 scenario runs behaved as designed"),
+        "{stdout}"
+    );
+    for title in ["429 heard by one of 4", "600 RPM shared by 4"] {
+        assert!(stdout.contains(title), "{title} missing:\n{stdout}");
+    }
 }
 
 #[test]
@@ -843,4 +864,58 @@ fn logs_follow_rust_log_and_never_colour_a_pipe() {
     server.script(Route::ChatCompletions, None, [Fault::status(503)]);
     let quiet = run(&["chat", "--model", MODEL, "hi"], &env);
     assert_eq!(text(&quiet.stderr), "");
+}
+
+#[test]
+fn an_unusable_redis_url_is_a_configuration_error_that_hides_its_password() {
+    let server = MockServer::start();
+    let output = chat(
+        &server,
+        server.api_key(),
+        &["--redis", "redis://:hunter2@[not-a-host", "hi"],
+    );
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("NOVITA_REDIS_URL"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(server.requests().is_empty());
+}
+
+#[test]
+fn two_processes_on_one_redis_share_a_429s_hint() {
+    let redis = novita_redis::testing::RedisServer::start();
+    let server = MockServer::start();
+    server.script(
+        Route::ChatCompletions,
+        None,
+        [Fault::status(429).retry_after_secs(2)],
+    );
+    let one_attempt = temp_file("one-attempt.toml", "max_attempts = 1\n");
+    let one_attempt = one_attempt.to_str().unwrap();
+    let url = redis.url();
+    // The first process hears the 429 and gives up; the second, another adapter in another
+    // process, never hears it but waits it out.
+    let first = chat(
+        &server,
+        server.api_key(),
+        &["--config", one_attempt, "--blocking", "--redis", &url, "hi"],
+    );
+    assert_eq!(first.status.code(), Some(7), "{}", text(&first.stderr));
+    let base_url = server.base_url();
+    let second = run(
+        &["chat", "--model", MODEL, "hi"],
+        &[
+            ("NOVITA_API_KEY", server.api_key()),
+            ("NOVITA_BASE_URL", base_url.as_str()),
+            ("NOVITA_REDIS_URL", url.as_str()),
+        ],
+    );
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    let gap = requests[1].at - requests[0].at;
+    assert!(
+        gap >= std::time::Duration::from_millis(1950),
+        "the second process sent {gap:?} after the 429"
+    );
 }

@@ -68,6 +68,12 @@ pub(crate) struct Args {
     /// deliveries print the same kind of document.
     #[arg(long)]
     json: bool,
+    /// Share the policy's state (server hints, breakers, maintenance marks, limits, the
+    /// retry budget) with every client of the same key on this Redis, other `novita`
+    /// processes included: redis://[:PASSWORD@]HOST[:PORT][/DB]. Redis in trouble never
+    /// fails the call.
+    #[arg(long, value_name = "URL", env = REDIS_URL_VAR, hide_env_values = true)]
+    redis: Option<String>,
     /// Print every attempt and decision on stderr as it happens.
     #[arg(short, long)]
     verbose: bool,
@@ -93,6 +99,8 @@ pub(crate) enum Failure {
     },
     /// The tools file cannot be read or is not an array of tools; the message says which.
     ToolsFile(String),
+    /// The Redis URL cannot be used (the message never shows its password).
+    Redis(String),
     /// The command line contradicts itself (a `--tool-choice` no tool answers to).
     Usage(String),
     Call(CallError),
@@ -101,7 +109,7 @@ pub(crate) enum Failure {
 impl Failure {
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            Failure::PolicyFile { .. } | Failure::ToolsFile(_) => exit::CONFIG,
+            Failure::PolicyFile { .. } | Failure::ToolsFile(_) | Failure::Redis(_) => exit::CONFIG,
             Failure::Usage(_) => exit::USAGE,
             Failure::Call(error) => exit::for_error(error),
         }
@@ -113,7 +121,9 @@ impl Failure {
             Failure::PolicyFile { path, source } => {
                 format!("cannot read policy file {}: {source}", path.display())
             }
-            Failure::ToolsFile(message) | Failure::Usage(message) => message.clone(),
+            Failure::ToolsFile(message) | Failure::Usage(message) | Failure::Redis(message) => {
+                message.clone()
+            }
             Failure::Call(error) => error.advice(),
         }
     }
@@ -165,6 +175,9 @@ fn run_blocking(args: &Args, policy: Option<String>, request: &ChatRequest) -> R
     if let Some(policy) = policy {
         builder = builder.policy_toml(policy);
     }
+    if let Some(store) = store(args)? {
+        builder = builder.store(store);
+    }
     let client = builder.build()?;
     if args.stream {
         let mut stream = client.chat_stream(request)?;
@@ -193,6 +206,9 @@ fn run_async(args: &Args, policy: Option<String>, request: &ChatRequest) -> Resu
         if let Some(policy) = policy {
             builder = builder.policy_toml(policy);
         }
+        if let Some(store) = store(args)? {
+            builder = builder.store(store);
+        }
         let client = builder.build()?;
         if args.stream {
             let mut stream = client.chat_stream(request).await?;
@@ -209,6 +225,21 @@ fn run_async(args: &Args, policy: Option<String>, request: &ChatRequest) -> Resu
         }
         Ok(())
     })
+}
+
+/// The variable `--redis` falls back to.
+pub(crate) const REDIS_URL_VAR: &str = "NOVITA_REDIS_URL";
+
+/// The shared state store `--redis` (or `NOVITA_REDIS_URL`) names, if any.
+fn store(args: &Args) -> Result<Option<novita_redis::RedisStore>, Failure> {
+    args.redis
+        .as_deref()
+        .filter(|url| !url.trim().is_empty())
+        .map(|url| {
+            novita_redis::RedisStore::open(url.trim())
+                .map_err(|error| Failure::Redis(format!("--redis / {REDIS_URL_VAR}: {error}")))
+        })
+        .transpose()
 }
 
 fn report(args: &Args, report: &Report) {
