@@ -52,7 +52,7 @@ fn worker<'a>(
     runtime: &'a tokio::runtime::Runtime,
 ) -> Result<Client<'a>, String> {
     let store = || RedisStore::open(url).map_err(|error| error.to_string());
-    let client = if index % 2 == 0 {
+    let client = if index.is_multiple_of(2) {
         novita_ureq::Client::builder()
             .api_key(server.api_key())
             .base_url(server.base_url())
