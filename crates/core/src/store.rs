@@ -305,8 +305,10 @@ impl MemoryStore {
         }
     }
 
-    /// Runs `exchange` at `now` on the store's clock.
-    fn run(&self, exchange: &Exchange, now: Duration) -> Verdict {
+    /// Runs `exchange` as if the store's clock read `now`: for simulations on virtual
+    /// time, whose clients share one store ([`BlockingStore::exchange`] reads the store's
+    /// own monotonic clock instead). `now` must not go backwards between exchanges.
+    pub fn exchange_at(&self, exchange: &Exchange, now: Duration) -> Verdict {
         let mut state = self
             .state
             .lock()
@@ -435,13 +437,13 @@ impl Shift {
 
 impl BlockingStore for MemoryStore {
     fn exchange(&self, exchange: &Exchange) -> Result<Verdict, StoreError> {
-        Ok(self.run(exchange, self.origin.elapsed()))
+        Ok(self.exchange_at(exchange, self.origin.elapsed()))
     }
 }
 
 impl AsyncStore for MemoryStore {
     fn exchange<'a>(&'a self, exchange: &'a Exchange) -> StoreFuture<'a> {
-        let verdict = self.run(exchange, self.origin.elapsed());
+        let verdict = self.exchange_at(exchange, self.origin.elapsed());
         Box::pin(async move { Ok(verdict) })
     }
 }

@@ -30,6 +30,13 @@ pub(crate) struct Tally {
     /// `Retry-After` hints broken: each hint a client received counts once if the client
     /// sent any request before it elapsed.
     pub(crate) violations: u64,
+    /// 429s the clients received.
+    pub(crate) throttled: u64,
+    /// When the server received its last request.
+    pub(crate) last_request_at: Duration,
+    /// Requests sent while a hint any client received still held: what a server counting
+    /// per account, not per client, sees as ignoring its hints.
+    pub(crate) sent_during_account_hints: u64,
     /// From call start to success, for every successful call, in completion order.
     pub(crate) completions: Vec<Duration>,
 }
@@ -46,6 +53,7 @@ pub(crate) fn run<C: Client>(
         clients: (0..workload.clients()).map(new_client).collect(),
         calls: Vec::new(),
         hints: vec![Vec::new(); workload.clients()],
+        account_hint_until: Duration::ZERO,
         queue: BinaryHeap::new(),
         scheduled: 0,
         server: Server::new(profile, server_seed(seed)),
@@ -117,6 +125,8 @@ struct Fleet<C: Client> {
     /// Per client, the instants until which the `Retry-After` hints it received and has
     /// not yet broken hold.
     hints: Vec<Vec<Duration>>,
+    /// Until when the latest hint any client received holds.
+    account_hint_until: Duration,
     queue: BinaryHeap<Reverse<Event>>,
     scheduled: u64,
     server: Server,
@@ -167,6 +177,7 @@ impl<C: Client> Fleet<C> {
             Step::Send => {
                 let client = active.client;
                 self.check_hints(client, now);
+                self.tally.last_request_at = now;
                 let answer = self.server.receive(now);
                 self.schedule(now + LATENCY, Kind::Response { call, answer });
             }
@@ -180,10 +191,14 @@ impl<C: Client> Fleet<C> {
         let Some(active) = self.calls.get_mut(call).and_then(Option::as_mut) else {
             return;
         };
+        if let Answer::Throttled { .. } = answer {
+            self.tally.throttled += 1;
+        }
         if let Some(wait) = answer.retry_after()
             && let Some(hints) = self.hints.get_mut(active.client)
         {
             hints.push(now.saturating_add(wait));
+            self.account_hint_until = self.account_hint_until.max(now.saturating_add(wait));
         }
         match active.call.feed(answer, now) {
             Fed::Answered => self.end(call, now, true),
@@ -193,6 +208,9 @@ impl<C: Client> Fleet<C> {
 
     /// Counts the hints of `client` that a request sent at `now` breaks, each once.
     fn check_hints(&mut self, client: usize, now: Duration) {
+        if now < self.account_hint_until {
+            self.tally.sent_during_account_hints += 1;
+        }
         let Some(hints) = self.hints.get_mut(client) else {
             return;
         };

@@ -43,6 +43,7 @@ mod client;
 mod fleet;
 mod novita;
 mod peers;
+mod processes;
 mod report;
 mod scenario;
 mod server;
@@ -71,6 +72,11 @@ pub(crate) struct Args {
     /// Print Markdown tables (for docs/BENCHMARKS.md) instead of plain text.
     #[arg(long)]
     markdown: bool,
+    /// Instead of the scenarios: N processes behind one key and one limit, keeping their
+    /// state alone and sharing it through a store (as novita-redis does): 429s received,
+    /// hints broken, throughput against the limit.
+    #[arg(long, value_name = "N", conflicts_with_all = ["clients", "scenario"])]
+    processes: Option<usize>,
 }
 
 /// Why `novita simulate` could not run.
@@ -113,6 +119,12 @@ impl std::error::Error for Error {}
 /// [`Error::UnknownScenario`] for a `--scenario` that names none; [`Error::NoClients`] for
 /// `--clients 0`.
 pub(crate) fn run(args: &Args) -> Result<String, Error> {
+    if let Some(processes) = args.processes {
+        if processes == 0 {
+            return Err(Error::NoClients);
+        }
+        return Ok(processes::render(processes, args.seed, args.markdown));
+    }
     if args.clients == 0 {
         return Err(Error::NoClients);
     }

@@ -11,9 +11,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use novita_core::store::{BlockingStore, MemoryStore, Store, StoreError};
 use novita_core::wire::ChatRequest;
 use novita_core::{CallDriver, ClientCore, Options, Poll, Request};
-use novita_policy::{Clock, PolicyConfig};
+use novita_policy::{Clock, ModelLimits, PolicyConfig};
 
 use super::client::{Call, Client, Fed, Step};
 use super::server::Answer;
@@ -31,6 +32,8 @@ pub(crate) const DEADLINE: Duration = Duration::from_secs(120);
 pub(crate) struct NovitaClient {
     core: Arc<ClientCore>,
     request: Request,
+    /// The store this client shares its state through, run on virtual time.
+    store: Option<Arc<MemoryStore>>,
 }
 
 impl NovitaClient {
@@ -40,39 +43,76 @@ impl NovitaClient {
     /// Never in practice: the key is set and the policy is the defaults with a deadline,
     /// which always validate (a unit test builds one).
     pub(crate) fn new(seed: u64) -> Self {
+        Self::with(seed, None, None)
+    }
+
+    /// A client that knows the account's limits on [`MODEL`] and, with a store, shares
+    /// its state (hints, breaker, budget, the limits) with every client on that store, as
+    /// processes sharing a Redis do.
+    pub(crate) fn with(
+        seed: u64,
+        limits: Option<ModelLimits>,
+        store: Option<Arc<MemoryStore>>,
+    ) -> Self {
         let mut policy = PolicyConfig::default();
         policy.deadline = Some(DEADLINE);
+        if let Some(limits) = limits {
+            policy.limits.insert(MODEL.to_owned(), limits);
+        }
         let mut options = Options::default();
         options.api_key = Some("sk_simulated".to_owned());
         options.seed = Some(seed);
         options.policy = Some(policy);
+        options.store = store
+            .clone()
+            .map(|store| Store::Blocking(store as Arc<dyn BlockingStore>));
         let core = ClientCore::new(options, |_| None)
             .unwrap_or_else(|error| panic!("the simulation's client settings: {error}"));
         Self {
             core: Arc::new(core),
             request: Request::chat(&ChatRequest::new(MODEL, "simulated prompt")),
+            store,
         }
     }
 }
 
 impl Client for NovitaClient {
-    type Call = CallDriver;
+    type Call = NovitaCall;
 
-    fn start(&mut self, now: Duration) -> CallDriver {
-        CallDriver::new(Arc::clone(&self.core), self.request.clone(), now)
+    fn start(&mut self, now: Duration) -> NovitaCall {
+        NovitaCall {
+            driver: CallDriver::new(Arc::clone(&self.core), self.request.clone(), now),
+            store: self.store.clone(),
+        }
     }
 }
 
-/// The driver itself is the call: its answers map one to one onto the fleet's.
-impl Call for CallDriver {
+/// One call: the driver, and the store its exchanges run on (on virtual time, with no
+/// round trip: the simulated store answers at once).
+#[derive(Debug)]
+pub(crate) struct NovitaCall {
+    driver: CallDriver,
+    store: Option<Arc<MemoryStore>>,
+}
+
+/// The driver's answers map one to one onto the fleet's.
+impl Call for NovitaCall {
     fn poll(&mut self, now: Duration) -> Step {
-        match CallDriver::poll(self, now) {
-            // The simulated server does not read the attempt: every attempt is one request
-            // to the one model, whatever its delivery.
-            Poll::Send(_attempt) => Step::Send,
-            Poll::Wait(wait) => Step::Wait(wait),
-            Poll::Failed(_error) => Step::Failed,
-            Poll::Share(_) => unreachable!("the simulated clients share no store"),
+        loop {
+            match self.driver.poll(now) {
+                // The simulated server does not read the attempt: every attempt is one
+                // request to the one model, whatever its delivery.
+                Poll::Send(_attempt) => return Step::Send,
+                Poll::Wait(wait) => return Step::Wait(wait),
+                Poll::Failed(_error) => return Step::Failed,
+                Poll::Share(exchange) => {
+                    let verdict = match &self.store {
+                        Some(store) => Ok(store.exchange_at(&exchange, now)),
+                        None => Err(StoreError("this simulated client has no store".into())),
+                    };
+                    self.driver.handle_shared(verdict, now);
+                }
+            }
         }
     }
 
@@ -82,7 +122,7 @@ impl Call for CallDriver {
             wall: SystemTime::UNIX_EPOCH + now,
         };
         if answer == Answer::Ok {
-            self.handle_success(answer.status(), clock);
+            self.driver.handle_success(answer.status(), clock);
             return Fed::Answered;
         }
         let retry_after = answer.retry_after().map(|wait| wait.as_secs().to_string());
@@ -91,7 +131,8 @@ impl Call for CallDriver {
             .map(|value| ("retry-after", value))
             .into_iter()
             .collect();
-        self.handle_response(answer.status(), &headers, b"", clock);
+        self.driver
+            .handle_response(answer.status(), &headers, b"", clock);
         Fed::Pending
     }
 }

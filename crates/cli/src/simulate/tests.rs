@@ -19,6 +19,7 @@ fn args(clients: usize, scenario: Option<&str>) -> Args {
         scenario: scenario.map(str::to_owned),
         seed: SEED,
         markdown: false,
+        processes: None,
     }
 }
 
@@ -155,5 +156,36 @@ fn novita_rides_out_random_503s() {
         novita.success_rate() >= 99.9,
         "novita: {:.2} %",
         novita.success_rate()
+    );
+}
+
+#[test]
+fn processes_sharing_a_store_keep_the_accounts_limit_together() {
+    let results = super::processes::compare(12, 7);
+    let tally = |wanted| {
+        results
+            .iter()
+            .find(|(sharing, _)| *sharing == wanted)
+            .map(|(_, tally)| tally.clone())
+            .expect("every way of keeping state runs")
+    };
+    let alone = tally(super::processes::Sharing::AloneWithLimit);
+    let shared = tally(super::processes::Sharing::Shared);
+    // Alone, each process keeps to the limit as if it were its own: together they cross it.
+    assert!(alone.throttled > 100, "{alone:?}");
+    // Shared, they keep to it together: no 429, no request while a hint holds, and every
+    // request is a call that succeeds.
+    assert_eq!(shared.throttled, 0, "{shared:?}");
+    assert_eq!(shared.sent_during_account_hints, 0);
+    assert_eq!(shared.requests, shared.successes);
+    assert!(
+        shared.successes > alone.successes,
+        "{shared:?} vs {alone:?}"
+    );
+    let limit = f64::from(super::processes::limit_per_second(12));
+    let rate = shared.successes as f64 / shared.last_request_at.as_secs_f64();
+    assert!(
+        rate <= limit * 1.01,
+        "{rate}/s against a limit of {limit}/s"
     );
 }
