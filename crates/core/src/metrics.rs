@@ -25,9 +25,16 @@
 //! | `novita_give_ups_total` | counter | `model`, `reason`, `class` | every give-up: `reason` is the [`Stop`] in snake_case (`not_retryable`, `attempts_exhausted`, `hint_above_ceiling`, `past_deadline`, `budget_exhausted`, `circuit_open`, `not_an_http_status`); `class` as above, or `"none"` when no attempt had a response or a transport failure (a rejection at admission) |
 //! | `novita_wait_seconds` | histogram | `model`, `kind` | every wait: `kind` is `"backoff"` for retry and escalation delays, `"pacing"` for [`Admission::Wait`] |
 //! | `novita_call_duration_seconds` | histogram | `model`, `outcome` | wall time of each logical call |
+//! | `novita_attempt_duration_seconds` | histogram | `model`, `status` | each attempt, from sending it to its outcome (see [`attempted`]) |
+//! | `novita_tokens_total` | counter | `model`, `kind` | tokens an answer's usage reports: `kind` is `"prompt"` or `"completion"` (reasoning included), so their sum is what a TPM limit counts |
+//! | `novita_reasoning_tokens_total` | counter | `model` | the part of the completion tokens spent reasoning, when the server says |
 //! | `novita_retry_budget_tokens` | gauge | (none) | tokens left in the client's retry budget after each decision |
 //! | `novita_breaker_state` | gauge | `model` | `0` closed, `1` half-open, `2` open, after each decision or admission on that model |
 //! | `novita_pacing_interval_seconds` | gauge | `model` | the model's pacing interval after each decision (`0` when not paced) |
+//! | `novita_store_fallbacks_total` | counter | (none) | outages of the shared state store, each met by going on with the client's own state |
+//!
+//! The histograms' buckets are in [`HISTOGRAM_BUCKETS`], for exporters that need them
+//! (`metrics-exporter-prometheus` renders a histogram without buckets as a summary).
 //!
 //! For calls, `model` is the model the last attempt went to (the fallback that answered,
 //! or the one the policy gave up on).
@@ -42,6 +49,8 @@
 //! metrics::decided(&state, key, &outcome, &decision, clock.now);
 //! metrics::succeeded(&report.model, report.elapsed); // the call answered
 //! metrics::gave_up(&model, &give_up);                // the call gave up (decided or rejected)
+//! metrics::attempted(&model, status, elapsed);       // an attempt's outcome reached the driver
+//! metrics::tokens(&model, &usage);                   // the answer's usage, once per call
 //! metrics::unusable(&model, status, elapsed);        // a success status, unusable body
 //! ```
 //!
@@ -59,6 +68,8 @@ use novita_policy::catalog::RateLimit;
 use novita_policy::{
     Action, Admission, BreakerState, ClientState, Decision, GiveUp, Outcome, Stop,
 };
+
+use crate::wire::Usage;
 
 /// Counter: every attempt that ended (`model`, `status`, `class`).
 pub const REQUESTS_TOTAL: &str = "novita_requests_total";
@@ -82,9 +93,52 @@ pub const RETRY_BUDGET_TOKENS: &str = "novita_retry_budget_tokens";
 pub const BREAKER_STATE: &str = "novita_breaker_state";
 /// Gauge, seconds: a model's pacing interval, 0 when not paced (`model`).
 pub const PACING_INTERVAL_SECONDS: &str = "novita_pacing_interval_seconds";
+/// Histogram, seconds: each attempt, from sending it to its outcome (`model`, `status`).
+pub const ATTEMPT_DURATION_SECONDS: &str = "novita_attempt_duration_seconds";
+/// Counter: tokens an answer's usage reports (`model`, `kind`: `prompt` or `completion`).
+pub const TOKENS_TOTAL: &str = "novita_tokens_total";
+/// Counter: the completion tokens spent reasoning, when the server says (`model`).
+pub const REASONING_TOKENS_TOTAL: &str = "novita_reasoning_tokens_total";
 /// Counter: times a client's shared state store failed and the client went on with its own
 /// state (once per outage, not per call).
 pub const STORE_FALLBACKS_TOTAL: &str = "novita_store_fallbacks_total";
+
+/// Bucket upper bounds, in seconds, of `novita_call_duration_seconds`: from a quick answer
+/// to the policy's default 5-minute deadline (a call cannot outlast its deadline, except a
+/// stream the caller asked for, which `+Inf` holds), finest where LLM answers land.
+pub const CALL_DURATION_BUCKETS: [f64; 14] = [
+    0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 90.0, 120.0, 180.0, 300.0,
+];
+
+/// Bucket upper bounds, in seconds, of `novita_attempt_duration_seconds`: from a fast
+/// failure (a refused connection, an immediate 429) to the default 120 s request timeout.
+pub const ATTEMPT_DURATION_BUCKETS: [f64; 14] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 90.0, 120.0,
+];
+
+/// Bucket upper bounds, in seconds, of `novita_wait_seconds`: from the shortest jittered
+/// backoff to the default 60 s hint ceiling and the pacing and breaker holds beyond it.
+pub const WAIT_BUCKETS: [f64; 13] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 60.0, 300.0,
+];
+
+/// The buckets of every histogram this module records, by metric name.
+///
+/// `metrics-exporter-prometheus` renders a histogram as a summary (quantiles computed in
+/// the process, which cannot be aggregated across processes) unless it is given buckets;
+/// with these, it renders `_bucket` series that `histogram_quantile` aggregates:
+///
+/// ```text
+/// let mut builder = PrometheusBuilder::new();
+/// for (name, buckets) in novita_core::metrics::HISTOGRAM_BUCKETS {
+///     builder = builder.set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets)?;
+/// }
+/// ```
+pub const HISTOGRAM_BUCKETS: [(&str, &[f64]); 3] = [
+    (CALL_DURATION_SECONDS, &CALL_DURATION_BUCKETS),
+    (ATTEMPT_DURATION_SECONDS, &ATTEMPT_DURATION_BUCKETS),
+    (WAIT_SECONDS, &WAIT_BUCKETS),
+];
 
 /// Describes every metric (one-line help text and unit) to the installed recorder.
 ///
@@ -144,6 +198,21 @@ pub fn describe() {
         PACING_INTERVAL_SECONDS,
         Unit::Seconds,
         "A model's client-side pacing interval between call starts; 0 when not paced."
+    );
+    describe_histogram!(
+        ATTEMPT_DURATION_SECONDS,
+        Unit::Seconds,
+        "Each attempt, from sending it to its outcome, by model and HTTP status (or transport)."
+    );
+    describe_counter!(
+        TOKENS_TOTAL,
+        Unit::Count,
+        "Tokens answers' usage reports, by model and kind (prompt or completion, reasoning included)."
+    );
+    describe_counter!(
+        REASONING_TOKENS_TOTAL,
+        Unit::Count,
+        "Completion tokens spent reasoning, by model, when the server reports them."
     );
     describe_counter!(
         STORE_FALLBACKS_TOTAL,
@@ -234,6 +303,29 @@ pub fn admitted(state: &ClientState, model: &str, admission: &Admission, now: Du
 /// with outcome `success`. `model` is the model that answered.
 pub fn succeeded(model: &str, elapsed: Duration) {
     call(model, "success", elapsed);
+}
+
+/// Records one attempt on `model` from its sending to its outcome reaching the driver:
+/// `novita_attempt_duration_seconds`, with `status` the HTTP status of the response (for a
+/// stream, of its headers) or `None` for a transport failure (label `"transport"`).
+pub fn attempted(model: &str, status: Option<u16>, elapsed: Duration) {
+    let status = status.map_or(SharedString::const_str("transport"), status_label);
+    histogram!(ATTEMPT_DURATION_SECONDS, "model" => model.to_owned(), "status" => status)
+        .record(elapsed.as_secs_f64());
+}
+
+/// Records an answer's token usage on `model` (the model that answered):
+/// `novita_tokens_total` with kind `prompt` and `completion` (both, zero included, so a
+/// model's series exist together), and `novita_reasoning_tokens_total` when the server
+/// reports reasoning tokens. Call it once per call: the counters add what they are given.
+pub fn tokens(model: &str, usage: &Usage) {
+    counter!(TOKENS_TOTAL, "model" => model.to_owned(), "kind" => "prompt")
+        .increment(usage.prompt_tokens);
+    counter!(TOKENS_TOTAL, "model" => model.to_owned(), "kind" => "completion")
+        .increment(usage.completion_tokens);
+    if let Some(reasoning) = usage.reasoning_tokens() {
+        counter!(REASONING_TOKENS_TOTAL, "model" => model.to_owned()).increment(reasoning);
+    }
 }
 
 /// Records the start of a shared-store outage: `novita_store_fallbacks_total`.
@@ -744,6 +836,84 @@ mod tests {
     }
 
     #[test]
+    fn usage_counts_prompt_completion_and_reasoning_tokens() {
+        let mut usage = Usage::new(1200, 300);
+        let recorded = record(|| tokens(MODEL, &usage));
+        let prompt = [("model", MODEL), ("kind", "prompt")];
+        assert_eq!(counter(&recorded, TOKENS_TOTAL, &prompt), 1200);
+        let completion = [("model", MODEL), ("kind", "completion")];
+        assert_eq!(counter(&recorded, TOKENS_TOTAL, &completion), 300);
+        assert!(
+            !names(&recorded).contains(&REASONING_TOKENS_TOTAL),
+            "no reasoning series when the server does not say"
+        );
+
+        usage.completion_tokens_details = Some(crate::wire::CompletionTokensDetails {
+            reasoning_tokens: Some(250),
+            ..Default::default()
+        });
+        let recorded = record(|| tokens(MODEL, &usage));
+        assert_eq!(counter(&recorded, TOKENS_TOTAL, &completion), 300);
+        let reasoning = [("model", MODEL)];
+        assert_eq!(counter(&recorded, REASONING_TOKENS_TOTAL, &reasoning), 250);
+
+        let recorded = record(|| tokens(MODEL, &Usage::default()));
+        assert_eq!(
+            counter(&recorded, TOKENS_TOTAL, &prompt),
+            0,
+            "an empty usage still creates both series"
+        );
+        assert_eq!(counter(&recorded, TOKENS_TOTAL, &completion), 0);
+    }
+
+    #[test]
+    fn attempts_are_timed_by_status() {
+        let recorded = record(|| {
+            attempted(MODEL, Some(503), Duration::from_millis(250));
+            attempted(MODEL, None, Duration::from_secs(10));
+        });
+        let answered = [("model", MODEL), ("status", "503")];
+        assert_eq!(
+            histogram(&recorded, ATTEMPT_DURATION_SECONDS, &answered),
+            [0.25]
+        );
+        let transport = [("model", MODEL), ("status", "transport")];
+        assert_eq!(
+            histogram(&recorded, ATTEMPT_DURATION_SECONDS, &transport),
+            [10.0]
+        );
+    }
+
+    #[test]
+    fn every_histogram_has_buckets_that_reach_its_bound() {
+        let histograms = [
+            CALL_DURATION_SECONDS,
+            ATTEMPT_DURATION_SECONDS,
+            WAIT_SECONDS,
+        ];
+        let named: Vec<&str> = HISTOGRAM_BUCKETS.iter().map(|(name, _)| *name).collect();
+        assert_eq!(named, histograms);
+        for (name, buckets) in HISTOGRAM_BUCKETS {
+            assert!(
+                buckets.windows(2).all(|pair| pair[0] < pair[1]),
+                "{name}: buckets must increase strictly"
+            );
+            assert!(buckets[0] > 0.0, "{name}");
+        }
+        // The last finite bucket of each is the bound its values rarely cross.
+        let config = novita_policy::PolicyConfig::default();
+        let deadline = config.deadline.expect("a default deadline");
+        assert_eq!(CALL_DURATION_BUCKETS.last(), Some(&deadline.as_secs_f64()));
+        let request = crate::Timeouts::default().request;
+        assert_eq!(
+            ATTEMPT_DURATION_BUCKETS.last(),
+            Some(&request.as_secs_f64())
+        );
+        assert!(WAIT_BUCKETS.contains(&config.hint_ceiling.as_secs_f64()));
+        assert!(WAIT_BUCKETS[0] <= config.backoff.base.as_secs_f64() / 4.0);
+    }
+
+    #[test]
     fn every_metric_is_described_with_a_unit() {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
@@ -756,10 +926,17 @@ mod tests {
                 ESCALATIONS_TOTAL,
                 CALLS_TOTAL,
                 GIVE_UPS_TOTAL,
+                TOKENS_TOTAL,
+                REASONING_TOKENS_TOTAL,
+                STORE_FALLBACKS_TOTAL,
             ] {
                 counter!(name).increment(1);
             }
-            for name in [WAIT_SECONDS, CALL_DURATION_SECONDS] {
+            for name in [
+                WAIT_SECONDS,
+                CALL_DURATION_SECONDS,
+                ATTEMPT_DURATION_SECONDS,
+            ] {
                 histogram!(name).record(1.0);
             }
             for name in [RETRY_BUDGET_TOKENS, BREAKER_STATE, PACING_INTERVAL_SECONDS] {
@@ -767,7 +944,7 @@ mod tests {
             }
         });
         let snapshot = snapshotter.snapshot().into_vec();
-        assert_eq!(snapshot.len(), 11);
+        assert_eq!(snapshot.len(), 15);
         for (key, unit, description, _) in snapshot {
             let name = key.key().name().to_owned();
             assert!(description.is_some_and(|text| !text.is_empty()), "{name}");
