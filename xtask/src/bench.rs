@@ -28,6 +28,7 @@ const BENCHES: &[(&str, &str)] = &[
     ("novita-ureq", "overhead"),
     ("novita-reqwest", "overhead"),
     ("novita-core", "wire"),
+    ("novita-redis", "exchange"),
 ];
 
 /// Why the bench run failed.
@@ -365,6 +366,35 @@ fn render(
         let _ = writeln!(w, "| `{id}` | {} | {mib_per_s:.0} MiB/s |", nanos(median));
     }
 
+    let _ = writeln!(w, "\n## Shared state on Redis (novita-redis)\n");
+    let _ = writeln!(
+        w,
+        "`cargo bench -p novita-redis --bench exchange`, against a `redis-server` of its own on \
+         loopback. `exchange/*`: one exchange (news, a charge against both limits, the facts \
+         back: the script a call runs before each attempt); `blocking-4-threads` is the time \
+         per exchange with four threads sharing one store. `call/*`: a whole chat call \
+         through each adapter against novita-mock, without a store and with one on Redis.\n"
+    );
+    let _ = writeln!(w, "| benchmark | median |");
+    let _ = writeln!(w, "|---|---|");
+    for id in [
+        "exchange/blocking",
+        "exchange/blocking-4-threads",
+        "exchange/async",
+        "call/ureq_alone",
+        "call/ureq_redis",
+        "call/reqwest_alone",
+        "call/reqwest_redis",
+    ] {
+        let _ = writeln!(w, "| `{id}` | {} |", nanos(medians.nanos(id)?));
+    }
+    let mut added = Vec::new();
+    for adapter in ["ureq", "reqwest"] {
+        let alone = medians.nanos(&format!("call/{adapter}_alone"))?;
+        let shared = medians.nanos(&format!("call/{adapter}_redis"))?;
+        added.push((adapter, shared - alone));
+    }
+
     let _ = writeln!(w, "\n## Fleet simulation\n");
     let _ = writeln!(
         w,
@@ -391,6 +421,14 @@ fn render(
             w,
             "| adapter overhead ≤ 5 % ({name}) | {overhead:+.1} % | {} |",
             verdict(overhead <= 5.0, overhead, 5.0, " %")
+        );
+    }
+    for (adapter, added) in added {
+        let _ = writeln!(
+            w,
+            "| Redis adds ≤ 0.3 ms per call, one round trip per attempt ({adapter}) | {} | {} |",
+            nanos(added),
+            verdict(added <= 300_000.0, added / 1000.0, 300.0, " µs")
         );
     }
     let growth = medians.nanos("sse_long_event/1KiB_reads/4MiB")?

@@ -73,5 +73,69 @@ fn exchange(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, exchange);
+/// What Redis adds to a whole call: a chat completion through each adapter against
+/// novita-mock on loopback, without a store and with one on Redis (one exchange per
+/// attempt), run side by side.
+fn per_call(c: &mut Criterion) {
+    let server = RedisServer::start();
+    let mock = novita_mock::MockServer::start();
+    let request = novita_ureq::ChatRequest::new(novita_mock::DEFAULT_MODELS[0], "hi");
+    let ureq = |store: Option<RedisStore>| {
+        let builder = novita_ureq::Client::builder()
+            .api_key(mock.api_key())
+            .base_url(mock.base_url());
+        match store {
+            Some(store) => builder.store(store),
+            None => builder,
+        }
+        .build()
+        .expect("a client")
+    };
+    let alone = ureq(None);
+    let shared = ureq(Some(RedisStore::open(&server.url()).expect("a valid URL")));
+    let mut group = c.benchmark_group("call");
+    group.bench_function("ureq_alone", |b| {
+        b.iter(|| alone.chat(black_box(&request)).expect("an answer"));
+    });
+    group.bench_function("ureq_redis", |b| {
+        b.iter(|| shared.chat(black_box(&request)).expect("an answer"));
+    });
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let reqwest = |store: Option<RedisStore>| {
+        runtime.block_on(async {
+            let builder = novita_reqwest::Client::builder()
+                .api_key(mock.api_key())
+                .base_url(mock.base_url());
+            match store {
+                Some(store) => builder.store(store),
+                None => builder,
+            }
+            .build()
+            .expect("a client")
+        })
+    };
+    let alone = reqwest(None);
+    let shared = reqwest(Some(RedisStore::open(&server.url()).expect("a valid URL")));
+    group.bench_function("reqwest_alone", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(alone.chat(black_box(&request)))
+                .expect("an answer")
+        });
+    });
+    group.bench_function("reqwest_redis", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(shared.chat(black_box(&request)))
+                .expect("an answer")
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, exchange, per_call);
 criterion_main!(benches);
