@@ -241,3 +241,39 @@ fn a_hint_that_ends_a_call_still_reaches_the_others() {
     };
     assert!(held >= Duration::from_millis(1900), "{held:?}");
 }
+
+/// A memory store that counts its exchanges.
+#[derive(Debug, Default)]
+struct Counting {
+    store: MemoryStore,
+    exchanges: AtomicUsize,
+}
+
+impl BlockingStore for Counting {
+    fn exchange(&self, exchange: &Exchange) -> Result<Verdict, StoreError> {
+        self.exchanges.fetch_add(1, Ordering::SeqCst);
+        BlockingStore::exchange(&self.store, exchange)
+    }
+}
+
+#[test]
+fn a_successful_attempt_costs_one_round_trip() {
+    let counting = Arc::new(Counting::default());
+    let mut config = PolicyConfig::default();
+    config
+        .limits
+        .insert(MODEL.to_owned(), ModelLimits::new(Some(600), Some(100_000)));
+    let core = client(Store::Blocking(counting.clone()), config, "sk_account");
+    for call_number in 1..=3 {
+        let mut driver = call(&core, Duration::from_secs(call_number));
+        let Next::Send(_) = next(&mut driver, &core, Duration::from_secs(call_number)) else {
+            panic!()
+        };
+        let _ = driver.handle_success(200, clock(Duration::from_secs(call_number)));
+        assert_eq!(
+            counting.exchanges.load(Ordering::SeqCst),
+            usize::try_from(call_number).unwrap(),
+            "one exchange per successful call, news of the last one included"
+        );
+    }
+}
