@@ -131,7 +131,8 @@ const LAYERS: &[&[&str]] = &[
     &["novita-catalog"],
     &["novita-policy"],
     &["novita-core"],
-    &["novita-ureq", "novita-reqwest"],
+    // The adapters, and the Redis store beside them (both build on novita-core's traits).
+    &["novita-ureq", "novita-reqwest", "novita-redis"],
     &["novita-cli"],
 ];
 /// Test tooling outside the layers: it depends on no workspace crate (of any kind, so that
