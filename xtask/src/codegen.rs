@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::{fmt, fs, io};
 
-use crate::ops;
 use crate::spec::{self, CLASSES, Codes, RATE_LIMITS, RETRIES, SPEC, Spec};
+use crate::{alertmanager, dashboard, derived, ops};
 
 /// The generated catalog data, relative to the workspace root.
 pub(crate) const CATALOG: &str = "crates/catalog/src/generated.rs";
@@ -127,7 +127,7 @@ pub(crate) fn render_all(root: &Path) -> Result<Vec<(PathBuf, String)>, Error> {
         path: PathBuf::from(SPEC),
         source,
     })?;
-    let spec = spec::parse(&text).map_err(|problems| Error::Invalid {
+    let spec = derived::load(&text).map_err(|problems| Error::Invalid {
         path: PathBuf::from(SPEC),
         problems,
     })?;
@@ -140,6 +140,15 @@ pub(crate) fn render_all(root: &Path) -> Result<Vec<(PathBuf, String)>, Error> {
             ops::render_rule_tests(&spec),
         ),
         (PathBuf::from(ops::REFERENCE), ops::render_reference(&spec)),
+        (PathBuf::from(ops::RUNBOOK), ops::render_runbook(&spec)),
+        (
+            PathBuf::from(dashboard::DASHBOARD),
+            dashboard::render(&spec),
+        ),
+        (
+            PathBuf::from(alertmanager::ROUTING),
+            alertmanager::render(&spec),
+        ),
     ])
 }
 

@@ -1,8 +1,11 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
 //! - `cargo xtask codegen` regenerates the committed files derived from
-//!   `crates/catalog/errors.toml`: the catalog's data, the Prometheus alerting rules and
-//!   their promtool tests, and the error reference `docs/errors.md`.
+//!   `crates/catalog/errors.toml`: the catalog's data, the Prometheus recording and alerting
+//!   rules (the spec's alerts, the TPM headroom alert and the availability SLO's burn-rate
+//!   alerts) with their promtool tests, the runbook `docs/runbook.md` the alerts link to,
+//!   the Grafana dashboard `ops/grafana/novita.json`, the example Alertmanager routing
+//!   `ops/alertmanager/routing.yml`, and the error reference `docs/errors.md`.
 //! - `cargo xtask codegen --check` fails, naming the file, when a committed file differs
 //!   from what the spec generates (CI runs it).
 //! - `cargo xtask bench [--quick]` runs the benchmarks, the fleet simulation and the
@@ -20,8 +23,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod alertmanager;
 mod bench;
 mod codegen;
+mod dashboard;
+mod derived;
 mod fuzz;
 mod ops;
 mod spec;
@@ -102,6 +108,10 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+#[cfg(test)]
+mod ops_tests;
+#[cfg(test)]
+mod promql;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! The operations outputs of the spec: Prometheus alerting rules, their promtool unit tests,
-//! and the human error reference.
+//! The operations outputs of the spec: Prometheus recording and alerting rules, their
+//! promtool unit tests, the runbook the alerts link to, and the human error reference.
 //!
 //! YAML is written by hand with every string as a JSON-quoted scalar (valid YAML), so no
 //! YAML library is needed and the output is byte-for-byte stable.
@@ -8,12 +8,16 @@ use std::fmt::Write as _;
 
 use crate::spec::{Alert, Codes, Entry, SPEC, Spec};
 
+use crate::derived;
+
 /// The alerting rules, relative to the workspace root.
 pub(crate) const ALERTS: &str = "ops/prometheus/novita-alerts.yml";
 /// The promtool unit tests of the rules.
 pub(crate) const ALERT_TESTS: &str = "ops/prometheus/novita-alerts.test.yml";
 /// The error reference.
 pub(crate) const REFERENCE: &str = "docs/errors.md";
+/// The runbook: one section per alert, the target of every alert's `runbook_url`.
+pub(crate) const RUNBOOK: &str = "docs/runbook.md";
 
 fn quoted(text: &str) -> String {
     serde_json::to_string(text).expect("strings always serialise")
@@ -33,34 +37,77 @@ fn runbook(alert: &Alert) -> String {
         .join("\n")
 }
 
+/// The anchor of an alert's section in the runbook: GitHub's anchor of a heading that is
+/// the alert's name alone.
+pub(crate) fn anchor(alert: &Alert) -> String {
+    alert.name.to_ascii_lowercase()
+}
+
+/// Where an alert's runbook section is published.
+fn runbook_url(spec: &Spec, alert: &Alert) -> String {
+    format!("{}#{}", spec.ops.runbook_url, anchor(alert))
+}
+
 /// `ops/prometheus/novita-alerts.yml`.
 pub(crate) fn render_rules(spec: &Spec) -> String {
     let mut out = header("#");
     let w = &mut out;
     let _ = writeln!(
         w,
-        "# Alerting rules over the metrics of novita-ureq / novita-reqwest (feature `metrics`)."
+        "# Recording and alerting rules over the metrics of novita-ureq / novita-reqwest \
+         (feature `metrics`)."
     );
     let _ = writeln!(w, "groups:");
+    let _ = writeln!(
+        w,
+        "  # Each model's TPM limit and the error ratios of calls per window."
+    );
+    let _ = writeln!(w, "  - name: novita-recording");
+    let _ = writeln!(w, "    rules:");
+    for record in &spec.records {
+        let _ = writeln!(w, "      - record: {}", record.name);
+        write_expr(w, &record.expr);
+        if !record.labels.is_empty() {
+            let _ = writeln!(w, "        labels:");
+            for (name, value) in &record.labels {
+                let _ = writeln!(w, "          {name}: {}", quoted(value));
+            }
+        }
+    }
     let _ = writeln!(w, "  - name: novita");
     let _ = writeln!(w, "    rules:");
     for alert in &spec.alerts {
         let _ = writeln!(w, "      - alert: {}", alert.name);
-        let _ = writeln!(w, "        expr: |");
-        for line in alert.expr.lines() {
-            let _ = writeln!(w, "          {line}");
-        }
+        write_expr(w, &alert.expr);
         let _ = writeln!(w, "        for: {}", alert.for_);
         let _ = writeln!(w, "        labels:");
         let _ = writeln!(w, "          severity: {}", alert.severity);
+        let _ = writeln!(w, "          team: {}", quoted(&spec.ops.team));
         let _ = writeln!(w, "        annotations:");
         let _ = writeln!(w, "          summary: {}", quoted(&alert.summary));
         let _ = writeln!(w, "          runbook: {}", quoted(&runbook(alert)));
+        let _ = writeln!(
+            w,
+            "          runbook_url: {}",
+            quoted(&runbook_url(spec, alert))
+        );
     }
     out
 }
 
-/// `ops/prometheus/novita-alerts.test.yml`: every `[[alert.test]]` as a promtool test.
+/// An `expr:` key: a one-line expression as a quoted scalar, a longer one as a block.
+fn write_expr(w: &mut String, expr: &str) {
+    if expr.contains('\n') {
+        let _ = writeln!(w, "        expr: |");
+        for line in expr.lines() {
+            let _ = writeln!(w, "          {line}");
+        }
+    } else {
+        let _ = writeln!(w, "        expr: {}", quoted(expr));
+    }
+}
+
+/// `ops/prometheus/novita-alerts.test.yml`: every alert test as a promtool test.
 pub(crate) fn render_rule_tests(spec: &Spec) -> String {
     let mut out = header("#");
     let w = &mut out;
@@ -89,6 +136,7 @@ pub(crate) fn render_rule_tests(spec: &Spec) -> String {
             for labels in &test.fires {
                 let _ = writeln!(w, "          - exp_labels:");
                 let _ = writeln!(w, "              severity: {}", alert.severity);
+                let _ = writeln!(w, "              team: {}", quoted(&spec.ops.team));
                 for (name, value) in labels {
                     let _ = writeln!(w, "              {name}: {}", quoted(value));
                 }
@@ -99,10 +147,96 @@ pub(crate) fn render_rule_tests(spec: &Spec) -> String {
                 let _ = writeln!(w, "            exp_annotations:");
                 let _ = writeln!(w, "              summary: {}", quoted(&summary));
                 let _ = writeln!(w, "              runbook: {}", quoted(&runbook(alert)));
+                let _ = writeln!(
+                    w,
+                    "              runbook_url: {}",
+                    quoted(&runbook_url(spec, alert))
+                );
             }
         }
     }
     out
+}
+
+/// `docs/runbook.md`: one section per alert, headed by its name alone so that the heading's
+/// anchor is the one in the alert's `runbook_url`.
+pub(crate) fn render_runbook(spec: &Spec) -> String {
+    let mut out = header("<!--").trim_end().to_owned() + " -->\n\n";
+    let w = &mut out;
+    let _ = writeln!(w, "# Runbook: Novita alerts\n");
+    let _ = writeln!(
+        w,
+        "What each alert of `{ALERTS}` means and what to do about it. Every alert carries a \
+         `runbook_url` annotation pointing at its section here ({}), a `team` label \
+         (`{}`) and a `severity` label that `ops/alertmanager/routing.yml` routes on. The \
+         actions come from the `ops_actions` of the catalog entries in `{SPEC}`; the \
+         deployment is described in `docs/OPERATIONS.md`.\n",
+        spec.ops.runbook_url, spec.ops.team
+    );
+    let _ = writeln!(w, "| alert | severity | for |");
+    let _ = writeln!(w, "|---|---|---|");
+    for alert in &spec.alerts {
+        let _ = writeln!(
+            w,
+            "| [`{}`](#{}) | {} | {} |",
+            alert.name,
+            anchor(alert),
+            alert.severity,
+            alert.for_
+        );
+    }
+    let _ = writeln!(w);
+    for alert in &spec.alerts {
+        let _ = writeln!(w, "## {}\n", alert.name);
+        let _ = writeln!(
+            w,
+            "Severity **{}**; fires once the condition has held for {}.\n",
+            alert.severity, alert.for_
+        );
+        let _ = writeln!(w, "> {}\n", readable(&alert.summary));
+        if let Some(about) = &alert.about {
+            let _ = writeln!(w, "{about}\n");
+        }
+        let _ = writeln!(w, "```promql\n{}\n```\n", alert.expr);
+        bullets(w, "What to do", &alert.runbook);
+    }
+    let _ = writeln!(w, "## Recording rules\n");
+    let _ = writeln!(
+        w,
+        "The derived alerts and the dashboard read these, from the group `novita-recording`:\n"
+    );
+    let _ = writeln!(w, "| rule | labels | expression |");
+    let _ = writeln!(w, "|---|---|---|");
+    for record in &spec.records {
+        let labels: Vec<String> = record
+            .labels
+            .iter()
+            .map(|(name, value)| format!("`{name}=\"{value}\"`"))
+            .collect();
+        let _ = writeln!(
+            w,
+            "| `{}` | {} | `{}` |",
+            record.name,
+            labels.join(", "),
+            record.expr.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\n`{}` holds the limits of `[ops.tpm]`; an error ratio is the share of \
+         `novita_calls_total` whose `outcome` is not `success` over its window.",
+        derived::TPM_LIMIT
+    );
+    out
+}
+
+/// A summary template for a human: `{{ $labels.model }}` becomes *model*.
+fn readable(template: &str) -> String {
+    let mut text = template.to_owned();
+    for name in crate::spec::placeholders(template) {
+        text = text.replace(&format!("{{{{ $labels.{name} }}}}"), &format!("*{name}*"));
+    }
+    text
 }
 
 fn code(entry: &Entry) -> String {
@@ -185,13 +319,18 @@ pub(crate) fn render_reference(spec: &Spec) -> String {
         w,
         "Generated into `{ALERTS}` (with promtool tests in `{ALERT_TESTS}`).\n"
     );
+    let _ = writeln!(
+        w,
+        "Each alert's section in the runbook, `{RUNBOOK}`, says what to do.\n"
+    );
     let _ = writeln!(w, "| alert | severity | for | summary |");
     let _ = writeln!(w, "|---|---|---|---|");
     for alert in &spec.alerts {
         let _ = writeln!(
             w,
-            "| `{}` | {} | {} | {} |",
+            "| [`{}`](runbook.md#{}) | {} | {} | {} |",
             alert.name,
+            anchor(alert),
             alert.severity,
             alert.for_,
             alert.summary.replace('|', "\\|")

@@ -82,7 +82,8 @@ pub(crate) struct Entry {
     pub(crate) escalations: Vec<usize>,
 }
 
-/// A validated alerting rule with its unit tests.
+/// A validated alerting rule with its unit tests: written in the spec as an `[[alert]]`,
+/// or derived from its `[ops.tpm]` and `[slo]` sections (see `derived`).
 #[derive(Debug)]
 pub(crate) struct Alert {
     pub(crate) name: String,
@@ -90,9 +91,51 @@ pub(crate) struct Alert {
     pub(crate) for_: String,
     pub(crate) expr: String,
     pub(crate) summary: String,
+    /// What the alert means, for the runbook, when the summary does not say it all.
+    pub(crate) about: Option<String>,
     /// The ops actions of the runbook entries, in order, without repeats.
     pub(crate) runbook: Vec<String>,
     pub(crate) tests: Vec<AlertTest>,
+}
+
+/// A Prometheus recording rule derived from the spec.
+#[derive(Debug)]
+pub(crate) struct Record {
+    pub(crate) name: String,
+    pub(crate) expr: String,
+    /// Labels the rule adds to its result.
+    pub(crate) labels: Vec<(String, String)>,
+}
+
+/// The `[ops]` section: what every generated alert carries.
+#[derive(Debug)]
+pub(crate) struct Ops {
+    /// The `team` label of every alert.
+    pub(crate) team: String,
+    /// Where `docs/runbook.md` is published; an alert's `runbook_url` adds its anchor.
+    pub(crate) runbook_url: String,
+    pub(crate) tpm: Tpm,
+}
+
+/// The `[ops.tpm]` section: the TPM headroom alert.
+#[derive(Debug)]
+pub(crate) struct Tpm {
+    /// Fire below this share of the limit left, in percent (1 to 99).
+    pub(crate) headroom_percent: u64,
+    pub(crate) for_: String,
+    /// The account's tokens-per-minute limit per model, in spec order.
+    pub(crate) limits: Vec<(String, u64)>,
+    pub(crate) runbook: Vec<String>,
+}
+
+/// The `[slo]` section: the availability objective of calls.
+#[derive(Debug)]
+pub(crate) struct Slo {
+    /// The share of calls that must succeed, such as 0.995.
+    pub(crate) availability: f64,
+    /// Whether the slow-burn ticket alerts are generated beside the page alerts.
+    pub(crate) tickets: bool,
+    pub(crate) runbook: Vec<String>,
 }
 
 /// One promtool unit test of an alert.
@@ -116,18 +159,51 @@ const SEVERITIES: &[(&str, &str)] = &[
 pub(crate) struct Spec {
     pub(crate) escalations: Vec<Escalation>,
     pub(crate) entries: Vec<Entry>,
+    /// The spec's `[[alert]]`s, then the derived ones once `derived::extend` added them.
     pub(crate) alerts: Vec<Alert>,
+    /// The recording rules the derived alerts read (see `derived::extend`).
+    pub(crate) records: Vec<Record>,
+    pub(crate) ops: Ops,
+    pub(crate) slo: Slo,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSpec {
+    ops: Spanned<RawOps>,
+    slo: Spanned<RawSlo>,
     #[serde(default)]
     escalation: Vec<Spanned<RawEscalation>>,
     #[serde(default)]
     entry: Vec<Spanned<RawEntry>>,
     #[serde(default)]
     alert: Vec<Spanned<RawAlert>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOps {
+    team: Spanned<String>,
+    runbook_url: Spanned<String>,
+    tpm: Spanned<RawTpm>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTpm {
+    headroom_percent: Spanned<i64>,
+    #[serde(rename = "for")]
+    for_: Spanned<String>,
+    runbook: Spanned<Vec<Spanned<String>>>,
+    limits: Spanned<BTreeMap<String, Spanned<i64>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlo {
+    availability: Spanned<f64>,
+    tickets: bool,
+    runbook: Spanned<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -201,7 +277,8 @@ struct RawReason {
     escalations: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
-/// Parses and validates the spec text; on failure returns every problem found.
+/// Parses and validates the spec text, without the derived alerts (`derived::load` adds
+/// them); on failure returns every problem found.
 pub(crate) fn parse(text: &str) -> Result<Spec, Vec<Problem>> {
     let lines = LineIndex::new(text);
     let raw: RawSpec = toml::from_str(text).map_err(|error| {
@@ -303,10 +380,172 @@ impl Validator {
         entries.sort_by_key(|(codes, _)| *codes);
         let entries: Vec<Entry> = entries.into_iter().flat_map(|(_, group)| group).collect();
         let alerts = self.alerts(raw.alert, &entries, &names_seen);
+        let ops = self.ops(raw.ops, &entries, &names_seen);
+        let slo = self.slo(raw.slo, &entries, &names_seen);
         Spec {
             escalations,
             entries,
             alerts,
+            records: Vec::new(),
+            ops,
+            slo,
+        }
+    }
+
+    /// Validates `[ops]`, its `[ops.tpm]` and their runbooks.
+    fn ops(
+        &mut self,
+        raw: Spanned<RawOps>,
+        entries: &[Entry],
+        names_seen: &BTreeMap<String, usize>,
+    ) -> Ops {
+        let raw = raw.into_inner();
+        self.one_line_text("[ops]", "team", &raw.team);
+        let team = raw.team.get_ref();
+        if !team
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            self.report(
+                &raw.team,
+                format!("[ops]: team {team:?} must be lower case letters, digits, - and _"),
+            );
+        }
+        let url = raw.runbook_url.get_ref();
+        if !url.starts_with("https://") || url.contains(['#', ' ', '"']) {
+            self.report(
+                &raw.runbook_url,
+                format!("[ops]: runbook_url must be an https URL without a fragment, not {url:?}"),
+            );
+        }
+        let tpm = raw.tpm.into_inner();
+        let label = "[ops.tpm]";
+        let percent = *tpm.headroom_percent.get_ref();
+        if !(1..=99).contains(&percent) {
+            self.report(
+                &tpm.headroom_percent,
+                format!("{label}: headroom_percent must be from 1 to 99, not {percent}"),
+            );
+        }
+        self.duration(label, &tpm.for_);
+        if tpm.limits.get_ref().is_empty() {
+            self.report(
+                &tpm.limits,
+                format!("{label}: limits needs at least one model"),
+            );
+        }
+        let mut limits = Vec::new();
+        for (model, limit) in tpm.limits.get_ref() {
+            let value = *limit.get_ref();
+            if model.trim().is_empty() || model.contains(['"', '\\', '\n']) {
+                self.report(
+                    limit,
+                    format!("{label}: model name {model:?} cannot be a label"),
+                );
+            }
+            match u64::try_from(value) {
+                Ok(tokens) if tokens > 0 => limits.push((model.clone(), tokens)),
+                _ => self.report(
+                    limit,
+                    format!("{label}: the limit of {model:?} must be a positive number of tokens per minute, not {value}"),
+                ),
+            }
+        }
+        let runbook = self.runbook(label, &tpm.runbook, entries, names_seen);
+        Ops {
+            team: raw.team.into_inner(),
+            runbook_url: raw.runbook_url.into_inner(),
+            tpm: Tpm {
+                headroom_percent: u64::try_from(percent.clamp(1, 99)).unwrap_or(1),
+                for_: tpm.for_.into_inner(),
+                limits,
+                runbook,
+            },
+        }
+    }
+
+    /// Validates `[slo]` and its runbook.
+    fn slo(
+        &mut self,
+        raw: Spanned<RawSlo>,
+        entries: &[Entry],
+        names_seen: &BTreeMap<String, usize>,
+    ) -> Slo {
+        let raw = raw.into_inner();
+        let availability = *raw.availability.get_ref();
+        // Below 0.97, 14.4 times the error budget is over 40 % failures: the page alerts
+        // would wait for an outage and their unit tests could not show a burn.
+        if !(0.97..1.0).contains(&availability) {
+            self.report(
+                &raw.availability,
+                format!(
+                    "[slo]: availability must be at least 0.97 and below 1, not {availability}"
+                ),
+            );
+        }
+        let runbook = self.runbook("[slo]", &raw.runbook, entries, names_seen);
+        Slo {
+            availability,
+            tickets: raw.tickets,
+            runbook,
+        }
+    }
+
+    /// The ops actions of the entries a runbook names, in order, without repeats; reports
+    /// unknown entries and entries without ops actions.
+    fn runbook(
+        &mut self,
+        label: &str,
+        names: &Spanned<Vec<Spanned<String>>>,
+        entries: &[Entry],
+        names_seen: &BTreeMap<String, usize>,
+    ) -> Vec<String> {
+        let mut runbook: Vec<String> = Vec::new();
+        if names.get_ref().is_empty() {
+            self.report(names, format!("{label}: runbook needs at least one entry"));
+        }
+        for entry_name in names.get_ref() {
+            match entries
+                .iter()
+                .find(|entry| &entry.name == entry_name.get_ref())
+            {
+                Some(entry) if entry.ops_actions.is_empty() => self.report(
+                    entry_name,
+                    format!(
+                        "{label}: entry {:?} has no ops_actions for a runbook",
+                        entry_name.get_ref()
+                    ),
+                ),
+                Some(entry) => {
+                    for action in &entry.ops_actions {
+                        if !runbook.contains(action) {
+                            runbook.push(action.clone());
+                        }
+                    }
+                }
+                None if names_seen.contains_key(entry_name.get_ref()) => {}
+                None => self.report(
+                    entry_name,
+                    format!(
+                        "{label}: runbook names unknown entry {:?}",
+                        entry_name.get_ref()
+                    ),
+                ),
+            }
+        }
+        runbook
+    }
+
+    /// Checks a Prometheus `for` duration: digits then `s`, `m` or `h`.
+    fn duration(&mut self, label: &str, value: &Spanned<String>) {
+        if duration_minutes(value.get_ref()).is_none() {
+            self.report(
+                value,
+                format!(
+                    "{label}: for must be a duration such as \"5m\", not {:?}",
+                    value.get_ref()
+                ),
+            );
         }
     }
 
@@ -337,57 +576,13 @@ impl Validator {
                 );
             }
             let severity = self.choice(&label, "severity", &item.severity, SEVERITIES);
-            let for_ = item.for_.get_ref();
-            let duration = for_.len() > 1
-                && for_[..for_.len() - 1].bytes().all(|b| b.is_ascii_digit())
-                && for_.ends_with(['s', 'm', 'h']);
-            if !duration {
-                self.report(
-                    &item.for_,
-                    format!("{label}: for must be a duration such as \"5m\", not {for_:?}"),
-                );
-            }
+            self.duration(&label, &item.for_);
             if item.expr.get_ref().trim().is_empty() {
                 self.report(&item.expr, format!("{label}: expr is empty"));
             }
             self.one_line_text(&label, "summary", &item.summary);
             let placeholders = placeholders(item.summary.get_ref());
-            let mut runbook: Vec<String> = Vec::new();
-            if item.runbook.get_ref().is_empty() {
-                self.report(
-                    &item.runbook,
-                    format!("{label}: runbook needs at least one entry"),
-                );
-            }
-            for entry_name in item.runbook.get_ref() {
-                match entries
-                    .iter()
-                    .find(|entry| &entry.name == entry_name.get_ref())
-                {
-                    Some(entry) if entry.ops_actions.is_empty() => self.report(
-                        entry_name,
-                        format!(
-                            "{label}: entry {:?} has no ops_actions for a runbook",
-                            entry_name.get_ref()
-                        ),
-                    ),
-                    Some(entry) => {
-                        for action in &entry.ops_actions {
-                            if !runbook.contains(action) {
-                                runbook.push(action.clone());
-                            }
-                        }
-                    }
-                    None if names_seen.contains_key(entry_name.get_ref()) => {}
-                    None => self.report(
-                        entry_name,
-                        format!(
-                            "{label}: runbook names unknown entry {:?}",
-                            entry_name.get_ref()
-                        ),
-                    ),
-                }
-            }
+            let runbook = self.runbook(&label, &item.runbook, entries, names_seen);
             let mut tests = Vec::new();
             let (mut fires, mut quiet) = (false, false);
             for test in item.test {
@@ -433,6 +628,7 @@ impl Validator {
                 for_: item.for_.into_inner(),
                 expr: item.expr.into_inner().trim().to_owned(),
                 summary: item.summary.into_inner(),
+                about: None,
                 runbook,
                 tests,
             });
@@ -744,6 +940,23 @@ impl Validator {
             }
         }
         valid.then_some(indexes)
+    }
+}
+
+/// A Prometheus duration of digits and one unit, `s`, `m`, `h` or `d`, in whole minutes
+/// rounded up; `None` when it is not one.
+pub(crate) fn duration_minutes(text: &str) -> Option<u64> {
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let value: u64 = digits.parse().ok()?;
+    match unit {
+        "s" => Some(value.div_ceil(60)),
+        "m" => Some(value),
+        "h" => value.checked_mul(60),
+        "d" => value.checked_mul(24 * 60),
+        _ => None,
     }
 }
 
