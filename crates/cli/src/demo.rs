@@ -40,7 +40,7 @@ pub(crate) struct Args {
     metrics_linger: u64,
     /// Also play the several-worker scenarios: four clients, each with its own connection
     /// to this Redis (as four processes would have), share hints and limits
-    /// (redis://[:PASSWORD@]HOST[:PORT][/DB]; also NOVITA_REDIS_URL)
+    /// (`redis://[:PASSWORD@]HOST[:PORT][/DB]`; also NOVITA_REDIS_URL)
     #[arg(
         long,
         value_name = "URL",

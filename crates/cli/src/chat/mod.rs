@@ -70,7 +70,7 @@ pub(crate) struct Args {
     json: bool,
     /// Share the policy's state (server hints, breakers, maintenance marks, limits, the
     /// retry budget) with every client of the same key on this Redis, other `novita`
-    /// processes included: redis://[:PASSWORD@]HOST[:PORT][/DB]. Redis in trouble never
+    /// processes included: `redis://[:PASSWORD@]HOST[:PORT][/DB]`. Redis in trouble never
     /// fails the call.
     #[arg(long, value_name = "URL", env = REDIS_URL_VAR, hide_env_values = true)]
     redis: Option<String>,
