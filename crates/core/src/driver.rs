@@ -511,7 +511,7 @@ impl CallDriver {
             body: b"",
         };
         let mut shared = self.core.lock();
-        let before = Snapshot::of(&shared.state, &self.models[model], clock.now);
+        let before = Snapshot::taken(&self.core, &shared.state, &self.models[model], clock.now);
         let decision = self.core.policy().decide(
             &mut shared.state,
             &mut self.call,
@@ -522,7 +522,6 @@ impl CallDriver {
         );
         debug_assert_eq!(decision, Decision::Done);
         Self::note_news(
-            &self.core,
             &mut self.urgent_news,
             &mut shared,
             &self.models[model],
@@ -592,7 +591,7 @@ impl CallDriver {
         let model = self.call.model();
         let decision = {
             let mut shared = self.core.lock();
-            let before = Snapshot::of(&shared.state, &self.models[model], clock.now);
+            let before = Snapshot::taken(&self.core, &shared.state, &self.models[model], clock.now);
             let draw = shared.rng.draw();
             let decision = self.core.policy().decide(
                 &mut shared.state,
@@ -611,7 +610,6 @@ impl CallDriver {
                 clock.now,
             );
             Self::note_news(
-                &self.core,
                 &mut self.urgent_news,
                 &mut shared,
                 &self.models[model],

@@ -185,16 +185,15 @@ impl CallDriver {
     /// change of the retry budget, facts that now last longer (told at once), and a
     /// recovery.
     pub(super) fn note_news(
-        core: &ClientCore,
         urgent_news: &mut bool,
         shared: &mut Shared,
         model: &str,
-        before: Snapshot,
+        before: Option<Snapshot>,
         now: Duration,
     ) {
-        if core.store().is_none() {
+        let Some(before) = before else {
             return;
-        }
+        };
         let after = Snapshot::of(&shared.state, model, now);
         shared.outbox.budget_delta += i64::from(after.budget) - i64::from(before.budget);
         if after.facts.outlasts(&before.facts) {
@@ -253,7 +252,18 @@ pub(super) struct Snapshot {
 }
 
 impl Snapshot {
-    pub(super) fn of(state: &ClientState, model: &str, now: Duration) -> Self {
+    /// The snapshot before a decision, for a client with a store (without one, nothing is
+    /// compared and the success path pays nothing).
+    pub(super) fn taken(
+        core: &ClientCore,
+        state: &ClientState,
+        model: &str,
+        now: Duration,
+    ) -> Option<Self> {
+        core.store().is_some().then(|| Self::of(state, model, now))
+    }
+
+    fn of(state: &ClientState, model: &str, now: Duration) -> Self {
         Self {
             facts: state.facts(model, now),
             budget: state.budget().tokens(),
