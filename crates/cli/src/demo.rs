@@ -50,23 +50,25 @@ pub(crate) struct Args {
     redis: Option<String>,
 }
 
-/// The buckets of the seconds histograms (`novita_wait_seconds`,
-/// `novita_call_duration_seconds`): from a quick retry to the policy's 5-minute deadline.
-const SECONDS_BUCKETS: [f64; 14] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-];
-
 /// Installs the Prometheus recorder with its HTTP listener on `addr` (on the exporter's own
 /// background thread), before any client records.
 fn serve_metrics(addr: &str) -> Result<(), String> {
     let socket: SocketAddr = addr.trim().parse().map_err(|_| {
         format!("invalid --metrics-addr {addr:?}: expected IP:PORT, such as 127.0.0.1:9184")
     })?;
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(socket)
-        .set_buckets(&SECONDS_BUCKETS)
-        .and_then(metrics_exporter_prometheus::PrometheusBuilder::install)
-        .map_err(|error| format!("cannot serve metrics at {socket}: {error}"))?;
+    let failed = |error| format!("cannot serve metrics at {socket}: {error}");
+    let mut builder =
+        metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(socket);
+    // Histograms, not the exporter's default summaries: buckets chosen per metric.
+    for (name, buckets) in novita_core::metrics::HISTOGRAM_BUCKETS {
+        builder = builder
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(name.to_owned()),
+                buckets,
+            )
+            .map_err(failed)?;
+    }
+    builder.install().map_err(failed)?;
     eprintln!("metrics at http://{socket}/metrics");
     Ok(())
 }

@@ -141,6 +141,10 @@ fn the_demo_serves_prometheus_metrics() {
         "novita_retries_total{",
         "novita_wait_seconds_bucket",
         "novita_pacing_interval_seconds{",
+        "novita_attempt_duration_seconds_bucket",
+        "novita_tokens_total{",
+        "kind=\"completion\"",
+        "novita_reasoning_tokens_total{",
         "# HELP novita_requests_total ",
     ] {
         assert!(body.contains(expected), "no {expected} in\n{body}");

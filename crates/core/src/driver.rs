@@ -201,6 +201,8 @@ pub struct CallDriver {
     waited: Duration,
     /// Whether the answer's usage has corrected the token estimate (once per call).
     usage_corrected: bool,
+    /// When the attempt in flight (or the last one) was sent, for its latency.
+    attempt_sent: Duration,
     /// Where the next attempt stands with the shared store (unused without one).
     share: Share,
     /// This call learnt something the other processes must hear of at once.
@@ -250,6 +252,7 @@ impl CallDriver {
             started: now,
             waited: Duration::ZERO,
             usage_corrected: false,
+            attempt_sent: now,
             share: Share::Due,
             urgent_news: false,
             span,
@@ -401,6 +404,7 @@ impl CallDriver {
         );
         let (headers_within, time_limit) = self.time_bounds(delivery, now);
         self.stage = Stage::InFlight;
+        self.attempt_sent = now;
         Poll::Send(Attempt {
             url: self.url.clone(),
             body,
@@ -443,6 +447,7 @@ impl CallDriver {
         body: &[u8],
         clock: Clock,
     ) {
+        self.record_attempt(Some(status), clock.now);
         let outcome = Outcome::Response {
             status,
             headers,
@@ -454,12 +459,14 @@ impl CallDriver {
     /// Feeds back an attempt that failed below HTTP (connect, reset, timeout, TLS, a body
     /// that broke off); `source` is the HTTP client's own error, kept as the cause.
     pub fn handle_transport(&mut self, failure: Transport, source: Option<BoxError>, clock: Clock) {
+        self.record_attempt(None, clock.now);
         self.failed(&Outcome::Transport(failure), clock, source);
     }
 
     /// Feeds back the attempt that succeeded with `status` (below 400) and returns the
     /// call's report: the call is over.
     pub fn handle_success(&mut self, status: u16, clock: Clock) -> Report {
+        self.record_attempt(Some(status), clock.now);
         let model = self.call.model();
         self.record_answer(status, clock);
         #[cfg(feature = "metrics")]
@@ -496,10 +503,23 @@ impl CallDriver {
     /// pacing and the retry budget learn of a success.
     pub fn handle_unusable(&mut self, status: u16, error: Error, clock: Clock) {
         warn!(target: TRACING_TARGET, status, %error, "unusable response");
+        self.record_attempt(Some(status), clock.now);
         self.record_answer(status, clock);
         #[cfg(feature = "metrics")]
         crate::metrics::unusable(self.model(), status, clock.now.saturating_sub(self.started));
         self.stage = Stage::Failed(Some(error));
+    }
+
+    /// Records how long the attempt in flight took, ending at `now` with `status` (`None`:
+    /// below HTTP), as the `novita_attempt_duration_seconds` metric.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables, clippy::unused_self))]
+    fn record_attempt(&self, status: Option<u16>, now: Duration) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::attempted(
+            &self.models[self.call.model()],
+            status,
+            now.saturating_sub(self.attempt_sent),
+        );
     }
 
     /// Tells the policy the model answered with a success status.
@@ -549,6 +569,8 @@ impl CallDriver {
             "token usage"
         );
         let model = &self.models[self.call.model()];
+        #[cfg(feature = "metrics")]
+        crate::metrics::tokens(model, usage);
         let mut shared = self.core.lock();
         shared
             .state
