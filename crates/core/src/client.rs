@@ -18,7 +18,8 @@ use novita_policy::{BreakerState, ClientState, Clock, Policy, PolicyConfig, Spli
 use crate::error::Error;
 use crate::key::KeySource;
 use crate::settings::{
-    DEFAULT_MAX_ERROR_BODY, DEFAULT_MAX_SUCCESS_BODY, Options, Settings, Timeouts,
+    DEFAULT_MAX_ERROR_BODY, DEFAULT_MAX_SUCCESS_BODY, DEFAULT_NAME, Options, Settings, Timeouts,
+    check_name,
 };
 use crate::store::{Exchange, News, Store, StoreError, StoreFuture, Verdict, scope_of};
 use crate::wire::Limits;
@@ -36,6 +37,11 @@ pub struct ClientCore {
     origin: Instant,
     /// The state store shared with other processes, if any, and the account's scope in it.
     store: Option<(Store, String)>,
+    /// The client's name, its metrics' `client` label.
+    name: String,
+    /// The `client` and bounded `model` label values of its metrics.
+    #[cfg(feature = "metrics")]
+    metric_labels: crate::metrics::Labels,
     /// Locked only inside the driver's and the accessors' own methods, never across I/O.
     shared: Mutex<Shared>,
 }
@@ -75,7 +81,8 @@ impl ClientCore {
     /// Checks `options`, filling gaps from the process environment.
     ///
     /// # Errors
-    /// No key, an unusable base URL, or an invalid policy configuration.
+    /// No key, an unusable base URL, an invalid policy configuration, or an unusable
+    /// client name.
     pub fn from_options(options: Options) -> Result<Self, Error> {
         // A variable that is set but not UTF-8 is neither used nor taken for unset: taking
         // it for unset would send the key to the default host.
@@ -101,7 +108,8 @@ impl ClientCore {
     /// need not touch the process environment).
     ///
     /// # Errors
-    /// No key, an unusable base URL, or an invalid policy configuration.
+    /// No key, an unusable base URL, an invalid policy configuration, or an unusable
+    /// client name.
     pub fn new(mut options: Options, env: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let settings = Settings::resolve(options.api_key.take(), options.base_url.take(), env)?;
         Self::with_settings(settings, options)
@@ -113,8 +121,9 @@ impl ClientCore {
     /// else in `options` applies as for a client.
     ///
     /// # Errors
-    /// An invalid policy configuration, or a key or base URL in `options`: a relaying core
-    /// would not use them, and silently dropping them would hide a mistake.
+    /// An invalid policy configuration, an unusable client name, or a key or base URL in
+    /// `options`: a relaying core would not use them, and silently dropping them would hide
+    /// a mistake.
     pub fn relay(options: Options) -> Result<Self, Error> {
         let unused = if options.api_key.is_some() {
             Some("an API key")
@@ -135,6 +144,8 @@ impl ClientCore {
     }
 
     fn with_settings(settings: Settings, options: Options) -> Result<Self, Error> {
+        let name = options.name.unwrap_or_else(|| DEFAULT_NAME.to_owned());
+        check_name(&name)?;
         #[cfg(feature = "toml")]
         let from_toml = options
             .policy_toml
@@ -168,6 +179,17 @@ impl ClientCore {
         };
         let mut state = policy.client_state();
         state.share_limits(store.is_some());
+        // The models this client was configured with are labelled by name, whatever the
+        // cap on the others.
+        #[cfg(feature = "metrics")]
+        let metric_labels = crate::metrics::Labels::new(
+            &name,
+            options
+                .fallback_models
+                .iter()
+                .chain(policy.config().limits.keys())
+                .map(String::as_str),
+        );
         Ok(Self {
             shared: Mutex::new(Shared {
                 state,
@@ -175,6 +197,9 @@ impl ClientCore {
                 outbox: Outbox::default(),
             }),
             store,
+            name,
+            #[cfg(feature = "metrics")]
+            metric_labels,
             settings,
             policy,
             fallback_models: options.fallback_models,
@@ -200,6 +225,21 @@ impl ClientCore {
             now: self.now(),
             wall: SystemTime::now(),
         }
+    }
+
+    /// The client's name: the `client` label of its metrics (`"default"` unless the
+    /// builder named it).
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The label values of this client's metrics: its name and the bounded `model` labels
+    /// (see [`metrics::Labels`](crate::metrics::Labels)).
+    #[cfg(feature = "metrics")]
+    #[must_use]
+    pub fn metric_labels(&self) -> &crate::metrics::Labels {
+        &self.metric_labels
     }
 
     /// The key, its source and the base URL.
@@ -347,6 +387,42 @@ mod tests {
         assert!(!message.contains("sk_given_for_nothing"), "{message}");
         let options = Options {
             base_url: Some("http://127.0.0.1:1".to_owned()),
+            ..Options::default()
+        };
+        assert!(ClientCore::relay(options).is_err());
+    }
+
+    #[test]
+    fn a_client_is_named_default_unless_named_and_a_bad_name_is_refused() {
+        let named = |name: Option<&str>| {
+            let options = Options {
+                api_key: Some("sk_unit_test".to_owned()),
+                name: name.map(ToOwned::to_owned),
+                ..Options::default()
+            };
+            ClientCore::new(options, |_| None)
+        };
+        assert_eq!(named(None).unwrap().name(), "default");
+        assert_eq!(named(Some("checkout")).unwrap().name(), "checkout");
+        assert_eq!(named(Some("batch EU · 2")).unwrap().name(), "batch EU · 2");
+        let longest = "n".repeat(crate::settings::MAX_NAME_CHARS);
+        assert!(named(Some(&longest)).is_ok());
+        for (bad, problem) in [
+            ("", "empty"),
+            ("check\nout", "control character at character 6"),
+            ("tab\t", "control character"),
+            (" padded", "whitespace"),
+            (&format!("{longest}n"), "longer than 64 characters"),
+        ] {
+            let error = named(Some(bad)).unwrap_err();
+            assert!(matches!(error, Error::Setting { .. }), "{bad:?}: {error:?}");
+            let message = error.to_string();
+            assert!(message.starts_with("the client name"), "{message}");
+            assert!(message.contains(problem), "{bad:?}: {message}");
+        }
+        // A relaying core (a middleware) is named the same way.
+        let options = Options {
+            name: Some(String::new()),
             ..Options::default()
         };
         assert!(ClientCore::relay(options).is_err());

@@ -195,6 +195,9 @@ pub struct CallDriver {
     request: Request,
     url: String,
     models: Vec<String>,
+    /// The metrics' labels of each model of `models`, resolved once per call.
+    #[cfg(feature = "metrics")]
+    series: Vec<crate::metrics::Series>,
     call: Call,
     stage: Stage,
     started: Duration,
@@ -221,6 +224,11 @@ impl CallDriver {
         #[cfg(feature = "metrics")]
         crate::metrics::describe_once();
         let models = model_chain(&request, core.fallback_models());
+        #[cfg(feature = "metrics")]
+        let series = models
+            .iter()
+            .map(|model| core.metric_labels().series(model))
+            .collect();
         let span = tracing::info_span!(
             target: TRACING_TARGET,
             "novita.call",
@@ -247,6 +255,8 @@ impl CallDriver {
             core,
             request,
             models,
+            #[cfg(feature = "metrics")]
+            series,
             call,
             stage: Stage::Ready { not_before: now },
             started: now,
@@ -343,7 +353,13 @@ impl CallDriver {
                 now,
             );
             #[cfg(feature = "metrics")]
-            crate::metrics::admitted(&shared.state, &self.models[model], &admission, now);
+            crate::metrics::admitted(
+                &shared.state,
+                &self.models[model],
+                &self.series[model],
+                &admission,
+                now,
+            );
             let sent = matches!(admission, Admission::Send);
             Self::settle_charge(&mut self.share, &mut shared, sent, &self.models[model]);
             match admission {
@@ -473,6 +489,7 @@ impl CallDriver {
         crate::metrics::decided(
             &self.core.lock().state,
             &self.models[model],
+            &self.series[model],
             &Outcome::Response {
                 status,
                 headers: &NO_HEADERS,
@@ -492,7 +509,7 @@ impl CallDriver {
         };
         info!(target: TRACING_TARGET, attempts = report.attempts, elapsed_ms = report.elapsed.as_millis(), "done");
         #[cfg(feature = "metrics")]
-        crate::metrics::succeeded(&report.model, report.elapsed);
+        crate::metrics::succeeded(&self.series[model], report.elapsed);
         self.stage = Stage::Answered;
         report
     }
@@ -506,7 +523,11 @@ impl CallDriver {
         self.record_attempt(Some(status), clock.now);
         self.record_answer(status, clock);
         #[cfg(feature = "metrics")]
-        crate::metrics::unusable(self.model(), status, clock.now.saturating_sub(self.started));
+        crate::metrics::unusable(
+            &self.series[self.call.model()],
+            status,
+            clock.now.saturating_sub(self.started),
+        );
         self.stage = Stage::Failed(Some(error));
     }
 
@@ -516,7 +537,7 @@ impl CallDriver {
     fn record_attempt(&self, status: Option<u16>, now: Duration) {
         #[cfg(feature = "metrics")]
         crate::metrics::attempted(
-            &self.models[self.call.model()],
+            &self.series[self.call.model()],
             status,
             now.saturating_sub(self.attempt_sent),
         );
@@ -570,7 +591,7 @@ impl CallDriver {
         );
         let model = &self.models[self.call.model()];
         #[cfg(feature = "metrics")]
-        crate::metrics::tokens(model, usage);
+        crate::metrics::tokens(&self.series[self.call.model()], usage);
         let mut shared = self.core.lock();
         shared
             .state
@@ -627,6 +648,7 @@ impl CallDriver {
             crate::metrics::decided(
                 &shared.state,
                 &self.models[model],
+                &self.series[model],
                 outcome,
                 &decision,
                 clock.now,
@@ -686,9 +708,10 @@ impl CallDriver {
     }
 
     fn give_up_error(&self, give_up: Box<GiveUp>, source: Option<BoxError>) -> Error {
-        let model = self.models[give_up.model.min(self.models.len() - 1)].clone();
+        let index = give_up.model.min(self.models.len() - 1);
+        let model = self.models[index].clone();
         #[cfg(feature = "metrics")]
-        crate::metrics::gave_up(&model, &give_up);
+        crate::metrics::gave_up(&self.series[index], &give_up);
         Error::GaveUp {
             give_up,
             model,

@@ -65,8 +65,8 @@ pub use key::{API_KEY_VAR, ApiKey, KeySource};
 pub use report::{Answer, Report};
 pub use request::{CHARS_PER_TOKEN, DEFAULT_ANSWER_TOKENS, Reassembly, Request};
 pub use settings::{
-    BASE_URL_VAR, DEFAULT_BASE_URL, DEFAULT_MAX_ERROR_BODY, DEFAULT_MAX_SUCCESS_BODY,
-    LITELLM_BASE_URL_VAR, Options, Settings, Timeouts,
+    BASE_URL_VAR, DEFAULT_BASE_URL, DEFAULT_MAX_ERROR_BODY, DEFAULT_MAX_SUCCESS_BODY, DEFAULT_NAME,
+    LITELLM_BASE_URL_VAR, MAX_NAME_CHARS, Options, Settings, Timeouts,
 };
 
 pub use novita_policy as policy;

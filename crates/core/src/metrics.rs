@@ -10,10 +10,13 @@
 //! exporter) it wants. Without the feature neither this module nor the `metrics` crate is
 //! compiled.
 //!
-//! Every label value is bounded: `model` is the model name an attempt went to (bounded by
-//! the client's configuration; the route, such as `models`, for calls that name no model);
-//! every other label comes from a fixed vocabulary. No prompt, request id or message is
-//! ever a label.
+//! Every series carries `client`, the name the client's builder gave it (`.name(..)`,
+//! default `"default"`), so several clients in one process keep their own series, gauges
+//! included. Every label value is bounded: `client` by the clients an application builds;
+//! `model` by [`Labels`]: the models a client was configured with (its fallback models and
+//! the keys of its policy's `[limits]`) by name, any other model by name for the first
+//! [`MAX_UNCONFIGURED_MODELS`] a client meets, then [`OTHER_MODEL`]; every other label comes
+//! from a fixed vocabulary. No prompt, request id or message is ever a label.
 //!
 //! | name | type | labels | meaning |
 //! |---|---|---|---|
@@ -28,10 +31,10 @@
 //! | `novita_attempt_duration_seconds` | histogram | `model`, `status` | each attempt, from sending it to its outcome (see [`attempted`]) |
 //! | `novita_tokens_total` | counter | `model`, `kind` | tokens an answer's usage reports: `kind` is `"prompt"` or `"completion"` (reasoning included), so their sum is what a TPM limit counts |
 //! | `novita_reasoning_tokens_total` | counter | `model` | the part of the completion tokens spent reasoning, when the server says |
-//! | `novita_retry_budget_tokens` | gauge | (none) | tokens left in the client's retry budget after each decision |
-//! | `novita_breaker_state` | gauge | `model` | `0` closed, `1` half-open, `2` open, after each decision or admission on that model |
+//! | `novita_retry_budget_tokens` | gauge | (`client` only) | tokens left in the client's retry budget after each decision |
+//! | `novita_breaker_state` | gauge | `model`, `state` | one series per state (`closed`, `half_open`, `open`): `1` for the model's current state, `0` for the others, after each decision or admission on that model |
 //! | `novita_pacing_interval_seconds` | gauge | `model` | the model's pacing interval after each decision (`0` when not paced) |
-//! | `novita_store_fallbacks_total` | counter | (none) | outages of the shared state store, each met by going on with the client's own state |
+//! | `novita_store_fallbacks_total` | counter | (`client` only) | outages of the shared state store, each met by going on with the client's own state |
 //!
 //! The histograms' buckets are in [`HISTOGRAM_BUCKETS`], for exporters that need them
 //! (`metrics-exporter-prometheus` renders a histogram without buckets as a summary).
@@ -43,20 +46,26 @@
 //!
 //! ```text
 //! describe_once();                                   // before the first call
-//! let admission = policy.admit(&mut state, &mut call, key, now);
-//! metrics::admitted(&state, key, &admission, now);   // pacing waits, breaker gauge
-//! let decision = policy.decide(&mut state, &mut call, key, &outcome, clock, draw);
-//! metrics::decided(&state, key, &outcome, &decision, clock.now);
-//! metrics::succeeded(&report.model, report.elapsed); // the call answered
-//! metrics::gave_up(&model, &give_up);                // the call gave up (decided or rejected)
-//! metrics::attempted(&model, status, elapsed);       // an attempt's outcome reached the driver
-//! metrics::tokens(&model, &usage);                   // the answer's usage, once per call
-//! metrics::unusable(&model, status, elapsed);        // a success status, unusable body
+//! let series = core.metric_labels().series(model);   // once per model of the call
+//! let admission = policy.admit(&mut state, &mut call, model, now);
+//! metrics::admitted(&state, model, &series, &admission, now); // pacing waits, breaker
+//! let decision = policy.decide(&mut state, &mut call, model, &outcome, clock, draw);
+//! metrics::decided(&state, model, &series, &outcome, &decision, clock.now);
+//! metrics::succeeded(&series, report.elapsed);       // the call answered
+//! metrics::gave_up(&series, &give_up);               // the call gave up (decided or rejected)
+//! metrics::attempted(&series, status, elapsed);      // an attempt's outcome reached the driver
+//! metrics::tokens(&series, &usage);                  // the answer's usage, once per call
+//! metrics::unusable(&series, status, elapsed);       // a success status, unusable body
+//! metrics::store_failed(labels.client());            // a shared-store outage began
 //! ```
+//!
+//! The model a policy call is about (`model`, the key of the client's state) and its label
+//! (`series`) are passed apart: past the cap, many models share the label `other`.
 //!
 //! The same table is in `crates/core/METRICS.md`.
 
-use std::sync::Once;
+use std::collections::HashMap;
+use std::sync::{Arc, Once, PoisonError, RwLock};
 use std::time::Duration;
 
 use metrics::{
@@ -71,37 +80,150 @@ use novita_policy::{
 
 use crate::wire::Usage;
 
-/// Counter: every attempt that ended (`model`, `status`, `class`).
+/// Counter: every attempt that ended (`client`, `model`, `status`, `class`).
 pub const REQUESTS_TOTAL: &str = "novita_requests_total";
-/// Counter: every 429 (`model`, `limit`).
+/// Counter: every 429 (`client`, `model`, `limit`).
 pub const THROTTLED_TOTAL: &str = "novita_throttled_total";
-/// Counter: every retry decision (`model`, `class`).
+/// Counter: every retry decision (`client`, `model`, `class`).
 pub const RETRIES_TOTAL: &str = "novita_retries_total";
-/// Counter: every escalation decision (`model`, `action`).
+/// Counter: every escalation decision (`client`, `model`, `action`).
 pub const ESCALATIONS_TOTAL: &str = "novita_escalations_total";
-/// Counter: every logical call (`model`, `outcome`).
+/// Counter: every logical call (`client`, `model`, `outcome`).
 pub const CALLS_TOTAL: &str = "novita_calls_total";
-/// Counter: every give-up (`model`, `reason`, `class`).
+/// Counter: every give-up (`client`, `model`, `reason`, `class`).
 pub const GIVE_UPS_TOTAL: &str = "novita_give_ups_total";
-/// Histogram, seconds: every wait between attempts (`model`, `kind`).
+/// Histogram, seconds: every wait between attempts (`client`, `model`, `kind`).
 pub const WAIT_SECONDS: &str = "novita_wait_seconds";
-/// Histogram, seconds: wall time of each logical call (`model`, `outcome`).
+/// Histogram, seconds: wall time of each logical call (`client`, `model`, `outcome`).
 pub const CALL_DURATION_SECONDS: &str = "novita_call_duration_seconds";
-/// Gauge: tokens left in the retry budget (no labels).
+/// Gauge: tokens left in the client's retry budget (`client`).
 pub const RETRY_BUDGET_TOKENS: &str = "novita_retry_budget_tokens";
-/// Gauge: a model's circuit breaker, 0 closed, 1 half-open, 2 open (`model`).
+/// Gauge: a model's circuit breaker, one series per state, 1 for the current one and 0
+/// for the others (`client`, `model`, `state`: `closed`, `half_open`, `open`).
 pub const BREAKER_STATE: &str = "novita_breaker_state";
-/// Gauge, seconds: a model's pacing interval, 0 when not paced (`model`).
+/// Gauge, seconds: a model's pacing interval, 0 when not paced (`client`, `model`).
 pub const PACING_INTERVAL_SECONDS: &str = "novita_pacing_interval_seconds";
-/// Histogram, seconds: each attempt, from sending it to its outcome (`model`, `status`).
+/// Histogram, seconds: each attempt, from sending it to its outcome (`client`, `model`,
+/// `status`).
 pub const ATTEMPT_DURATION_SECONDS: &str = "novita_attempt_duration_seconds";
-/// Counter: tokens an answer's usage reports (`model`, `kind`: `prompt` or `completion`).
+/// Counter: tokens an answer's usage reports (`client`, `model`, `kind`: `prompt` or
+/// `completion`).
 pub const TOKENS_TOTAL: &str = "novita_tokens_total";
-/// Counter: the completion tokens spent reasoning, when the server says (`model`).
+/// Counter: the completion tokens spent reasoning, when the server says (`client`,
+/// `model`).
 pub const REASONING_TOKENS_TOTAL: &str = "novita_reasoning_tokens_total";
 /// Counter: times a client's shared state store failed and the client went on with its own
-/// state (once per outage, not per call).
+/// state (once per outage, not per call; `client`).
 pub const STORE_FALLBACKS_TOTAL: &str = "novita_store_fallbacks_total";
+
+/// The most models outside its configuration a client labels by name: past them, any model
+/// it has not met yet is labelled [`OTHER_MODEL`]. The models it was configured with (its
+/// fallback models and the keys of its policy's `[limits]`) are always labelled by name and
+/// do not count. Requests name their model freely, so without a cap a client fed model
+/// names from its callers would create series without bound.
+pub const MAX_UNCONFIGURED_MODELS: usize = 32;
+
+/// The `model` label of every model past [`MAX_UNCONFIGURED_MODELS`].
+pub const OTHER_MODEL: &str = "other";
+
+/// The label values of one client's metrics: its name (`client`) and the bounded `model`
+/// labels. A [`ClientCore`](crate::ClientCore) keeps one; the
+/// [`CallDriver`](crate::CallDriver) asks it for a [`Series`] once per model of a call, so
+/// recording allocates no label string.
+#[derive(Debug)]
+pub struct Labels {
+    client: SharedString,
+    /// The configured models: read without a lock.
+    configured: HashMap<String, SharedString>,
+    /// The other models met so far, at most [`MAX_UNCONFIGURED_MODELS`]; a read lock on
+    /// the common path, a write lock only the first time a model is met.
+    met: RwLock<HashMap<String, SharedString>>,
+}
+
+impl Labels {
+    /// The labels of the client named `client`, configured with the models `configured`.
+    pub fn new<'a>(client: &str, configured: impl IntoIterator<Item = &'a str>) -> Self {
+        Self {
+            client: shared(client),
+            configured: configured
+                .into_iter()
+                .map(|model| (model.to_owned(), shared(model)))
+                .collect(),
+            met: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The `client` label.
+    #[must_use]
+    pub fn client(&self) -> &str {
+        &self.client
+    }
+
+    /// The label values of the series about `model`: the client's name, and `model` itself
+    /// when it is configured or among the first [`MAX_UNCONFIGURED_MODELS`] others met,
+    /// [`OTHER_MODEL`] otherwise.
+    #[must_use]
+    pub fn series(&self, model: &str) -> Series {
+        Series {
+            client: self.client.clone(),
+            model: self.model(model),
+        }
+    }
+
+    fn model(&self, model: &str) -> SharedString {
+        if let Some(label) = self.configured.get(model) {
+            return label.clone();
+        }
+        {
+            let met = self.met.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(label) = met.get(model) {
+                return label.clone();
+            }
+            if met.len() >= MAX_UNCONFIGURED_MODELS {
+                return SharedString::const_str(OTHER_MODEL);
+            }
+        }
+        let mut met = self.met.write().unwrap_or_else(PoisonError::into_inner);
+        // Another call may have taken the last place, or named the model, meanwhile.
+        if let Some(label) = met.get(model) {
+            return label.clone();
+        }
+        if met.len() >= MAX_UNCONFIGURED_MODELS {
+            return SharedString::const_str(OTHER_MODEL);
+        }
+        let label = shared(model);
+        met.insert(model.to_owned(), label.clone());
+        label
+    }
+}
+
+/// The `client` and `model` label values of the series about one model of one client;
+/// cloning one clones two reference counts.
+#[derive(Clone, Debug)]
+pub struct Series {
+    client: SharedString,
+    model: SharedString,
+}
+
+impl Series {
+    /// The `client` label.
+    #[must_use]
+    pub fn client(&self) -> &str {
+        &self.client
+    }
+
+    /// The `model` label: the model's name, or [`OTHER_MODEL`].
+    #[must_use]
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+}
+
+/// A label value shared by reference count, so every series that carries it clones a
+/// pointer rather than the text.
+fn shared(value: &str) -> SharedString {
+    SharedString::from(Arc::<str>::from(value))
+}
 
 /// Bucket upper bounds, in seconds, of `novita_call_duration_seconds`: from a quick answer
 /// to the policy's default 5-minute deadline (a call cannot outlast its deadline, except a
@@ -192,7 +314,7 @@ pub fn describe() {
     describe_gauge!(
         BREAKER_STATE,
         Unit::Count,
-        "A model's circuit breaker: 0 closed, 1 half-open, 2 open."
+        "A model's circuit breaker: 1 on the series of its current state (closed, half_open, open), 0 on the others."
     );
     describe_gauge!(
         PACING_INTERVAL_SECONDS,
@@ -228,14 +350,15 @@ pub fn describe_once() {
     DESCRIBED.call_once(describe);
 }
 
-/// Records the attempt that ended with `outcome` on `model` and the policy's `decision`:
-/// `novita_requests_total`, `novita_throttled_total` (429s), `novita_retries_total` or
-/// `novita_escalations_total` with the backoff wait, and the budget, breaker and pacing
-/// gauges read from `state` at `now`. Give-ups are counted by [`gave_up`], which also
-/// covers rejections at admission.
+/// Records the attempt that ended with `outcome` on `model` (labelled as `series`) and the
+/// policy's `decision`: `novita_requests_total`, `novita_throttled_total` (429s),
+/// `novita_retries_total` or `novita_escalations_total` with the backoff wait, and the
+/// budget, breaker and pacing gauges read from `state` at `now`. Give-ups are counted by
+/// [`gave_up`], which also covers rejections at admission.
 pub fn decided(
     state: &ClientState,
     model: &str,
+    series: &Series,
     outcome: &Outcome<'_>,
     decision: &Decision,
     now: Duration,
@@ -257,7 +380,7 @@ pub fn decided(
             (status_label(status), class)
         }
     };
-    request(model, status, class);
+    request(series, status, class);
 
     if matches!(*outcome, Outcome::Response { status: 429, .. }) {
         let rate_limit = match decision {
@@ -266,78 +389,127 @@ pub fn decided(
             Decision::Done => None,
         };
         let limit = limit_label(rate_limit);
-        counter!(THROTTLED_TOTAL, "model" => model.to_owned(), "limit" => limit).increment(1);
+        counter!(
+            THROTTLED_TOTAL,
+            "client" => series.client.clone(),
+            "model" => series.model.clone(),
+            "limit" => limit
+        )
+        .increment(1);
     }
 
     match decision {
         Decision::Retry { delay, .. } => {
-            counter!(RETRIES_TOTAL, "model" => model.to_owned(), "class" => class).increment(1);
-            wait(model, "backoff", *delay);
+            counter!(
+                RETRIES_TOTAL,
+                "client" => series.client.clone(),
+                "model" => series.model.clone(),
+                "class" => class
+            )
+            .increment(1);
+            wait(series, "backoff", *delay);
         }
         Decision::Escalate { action, delay, .. } => {
             let action = action_label(*action);
-            counter!(ESCALATIONS_TOTAL, "model" => model.to_owned(), "action" => action)
-                .increment(1);
-            wait(model, "backoff", *delay);
+            counter!(
+                ESCALATIONS_TOTAL,
+                "client" => series.client.clone(),
+                "model" => series.model.clone(),
+                "action" => action
+            )
+            .increment(1);
+            wait(series, "backoff", *delay);
         }
         Decision::Done | Decision::GiveUp(_) => {}
     }
 
-    gauge!(RETRY_BUDGET_TOKENS).set(f64::from(state.budget().tokens()));
-    breaker(state, model, now);
-    gauge!(PACING_INTERVAL_SECONDS, "model" => model.to_owned())
-        .set(state.pacing_interval(model, now).as_secs_f64());
+    gauge!(RETRY_BUDGET_TOKENS, "client" => series.client.clone())
+        .set(f64::from(state.budget().tokens()));
+    breaker(state, model, series, now);
+    gauge!(
+        PACING_INTERVAL_SECONDS,
+        "client" => series.client.clone(),
+        "model" => series.model.clone()
+    )
+    .set(state.pacing_interval(model, now).as_secs_f64());
 }
 
-/// Records what [`Policy::admit`](novita_policy::Policy::admit) answered for `model` at `now`: a
-/// pacing wait in `novita_wait_seconds` and the model's breaker gauge. A rejection is
-/// counted by [`gave_up`].
-pub fn admitted(state: &ClientState, model: &str, admission: &Admission, now: Duration) {
+/// Records what [`Policy::admit`](novita_policy::Policy::admit) answered for `model`
+/// (labelled as `series`) at `now`: a pacing wait in `novita_wait_seconds` and the model's
+/// breaker gauge. A rejection is counted by [`gave_up`].
+pub fn admitted(
+    state: &ClientState,
+    model: &str,
+    series: &Series,
+    admission: &Admission,
+    now: Duration,
+) {
     if let Admission::Wait(delay) = admission {
-        wait(model, "pacing", *delay);
+        wait(series, "pacing", *delay);
     }
-    breaker(state, model, now);
+    breaker(state, model, series, now);
 }
 
 /// Records a call that answered: `novita_calls_total` and `novita_call_duration_seconds`
-/// with outcome `success`. `model` is the model that answered.
-pub fn succeeded(model: &str, elapsed: Duration) {
-    call(model, "success", elapsed);
+/// with outcome `success`. `series` is that of the model that answered.
+pub fn succeeded(series: &Series, elapsed: Duration) {
+    call(series, "success", elapsed);
 }
 
-/// Records one attempt on `model` from its sending to its outcome reaching the driver:
+/// Records one attempt from its sending to its outcome reaching the driver:
 /// `novita_attempt_duration_seconds`, with `status` the HTTP status of the response (for a
 /// stream, of its headers) or `None` for a transport failure (label `"transport"`).
-pub fn attempted(model: &str, status: Option<u16>, elapsed: Duration) {
+pub fn attempted(series: &Series, status: Option<u16>, elapsed: Duration) {
     let status = status.map_or(SharedString::const_str("transport"), status_label);
-    histogram!(ATTEMPT_DURATION_SECONDS, "model" => model.to_owned(), "status" => status)
-        .record(elapsed.as_secs_f64());
+    histogram!(
+        ATTEMPT_DURATION_SECONDS,
+        "client" => series.client.clone(),
+        "model" => series.model.clone(),
+        "status" => status
+    )
+    .record(elapsed.as_secs_f64());
 }
 
-/// Records an answer's token usage on `model` (the model that answered):
+/// Records an answer's token usage (`series` of the model that answered):
 /// `novita_tokens_total` with kind `prompt` and `completion` (both, zero included, so a
 /// model's series exist together), and `novita_reasoning_tokens_total` when the server
 /// reports reasoning tokens. Call it once per call: the counters add what they are given.
-pub fn tokens(model: &str, usage: &Usage) {
-    counter!(TOKENS_TOTAL, "model" => model.to_owned(), "kind" => "prompt")
-        .increment(usage.prompt_tokens);
-    counter!(TOKENS_TOTAL, "model" => model.to_owned(), "kind" => "completion")
-        .increment(usage.completion_tokens);
+pub fn tokens(series: &Series, usage: &Usage) {
+    counter!(
+        TOKENS_TOTAL,
+        "client" => series.client.clone(),
+        "model" => series.model.clone(),
+        "kind" => "prompt"
+    )
+    .increment(usage.prompt_tokens);
+    counter!(
+        TOKENS_TOTAL,
+        "client" => series.client.clone(),
+        "model" => series.model.clone(),
+        "kind" => "completion"
+    )
+    .increment(usage.completion_tokens);
     if let Some(reasoning) = usage.reasoning_tokens() {
-        counter!(REASONING_TOKENS_TOTAL, "model" => model.to_owned()).increment(reasoning);
+        counter!(
+            REASONING_TOKENS_TOTAL,
+            "client" => series.client.clone(),
+            "model" => series.model.clone()
+        )
+        .increment(reasoning);
     }
 }
 
-/// Records the start of a shared-store outage: `novita_store_fallbacks_total`.
-pub fn store_failed() {
-    counter!(STORE_FALLBACKS_TOTAL).increment(1);
+/// Records the start of an outage of the shared store of the client named `client`:
+/// `novita_store_fallbacks_total`.
+pub fn store_failed(labels: &Labels) {
+    counter!(STORE_FALLBACKS_TOTAL, "client" => labels.client.clone()).increment(1);
 }
 
 /// Records a call the policy gave up on, after an attempt or at admission:
 /// `novita_give_ups_total`, and `novita_calls_total` and `novita_call_duration_seconds`
-/// (from [`GiveUp::elapsed`]) with outcome `gave_up`. `model` is the model the last
-/// attempt went to.
-pub fn gave_up(model: &str, give_up: &GiveUp) {
+/// (from [`GiveUp::elapsed`]) with outcome `gave_up`. `series` is that of the model the
+/// last attempt went to.
+pub fn gave_up(series: &Series, give_up: &GiveUp) {
     let class = match (give_up.transport, give_up.status) {
         (Some(_), _) => "transport",
         (None, Some(_)) => give_up.entry.map_or("unknown", |entry| entry.class.name()),
@@ -345,48 +517,84 @@ pub fn gave_up(model: &str, give_up: &GiveUp) {
     };
     counter!(
         GIVE_UPS_TOTAL,
-        "model" => model.to_owned(),
+        "client" => series.client.clone(),
+        "model" => series.model.clone(),
         "reason" => stop_label(give_up.stop),
         "class" => class
     )
     .increment(1);
-    call(model, "gave_up", give_up.elapsed);
+    call(series, "gave_up", give_up.elapsed);
 }
 
 /// Records a call whose last attempt got a success status (`status`, below 400) but whose
 /// body could not be used (undecodable JSON, a stream that broke the protocol): the attempt
 /// in `novita_requests_total` (class `success`: the exchange succeeded at the HTTP level,
 /// and the policy was not asked), and the call with outcome `error`.
-pub fn unusable(model: &str, status: u16, elapsed: Duration) {
-    request(model, status_label(status), "success");
-    call(model, "error", elapsed);
+pub fn unusable(series: &Series, status: u16, elapsed: Duration) {
+    request(series, status_label(status), "success");
+    call(series, "error", elapsed);
 }
 
-fn request(model: &str, status: SharedString, class: &'static str) {
-    counter!(REQUESTS_TOTAL, "model" => model.to_owned(), "status" => status, "class" => class)
-        .increment(1);
+fn request(series: &Series, status: SharedString, class: &'static str) {
+    counter!(
+        REQUESTS_TOTAL,
+        "client" => series.client.clone(),
+        "model" => series.model.clone(),
+        "status" => status,
+        "class" => class
+    )
+    .increment(1);
 }
 
-fn call(model: &str, outcome: &'static str, elapsed: Duration) {
-    counter!(CALLS_TOTAL, "model" => model.to_owned(), "outcome" => outcome).increment(1);
-    histogram!(CALL_DURATION_SECONDS, "model" => model.to_owned(), "outcome" => outcome)
-        .record(elapsed.as_secs_f64());
+fn call(series: &Series, outcome: &'static str, elapsed: Duration) {
+    counter!(
+        CALLS_TOTAL,
+        "client" => series.client.clone(),
+        "model" => series.model.clone(),
+        "outcome" => outcome
+    )
+    .increment(1);
+    histogram!(
+        CALL_DURATION_SECONDS,
+        "client" => series.client.clone(),
+        "model" => series.model.clone(),
+        "outcome" => outcome
+    )
+    .record(elapsed.as_secs_f64());
 }
 
-fn wait(model: &str, kind: &'static str, delay: Duration) {
-    histogram!(WAIT_SECONDS, "model" => model.to_owned(), "kind" => kind)
-        .record(delay.as_secs_f64());
+fn wait(series: &Series, kind: &'static str, delay: Duration) {
+    histogram!(
+        WAIT_SECONDS,
+        "client" => series.client.clone(),
+        "model" => series.model.clone(),
+        "kind" => kind
+    )
+    .record(delay.as_secs_f64());
 }
 
-fn breaker(state: &ClientState, model: &str, now: Duration) {
-    let value = match state.breaker(model, now) {
-        BreakerState::Closed => 0.0,
-        BreakerState::HalfOpen => 1.0,
-        BreakerState::Open { .. } => 2.0,
-        // A state added to the policy later is neither fully closed nor open.
-        _ => 1.0,
+/// The values of the breaker's `state` label, in the order of the policy's states.
+pub const BREAKER_STATES: [&str; 3] = ["closed", "half_open", "open"];
+
+/// Sets the breaker series of `model`: 1 on its current state, 0 on the other two, so that
+/// `novita_breaker_state{state="open"} == 1` selects open breakers and a sum over `state`
+/// is 1.
+fn breaker(state: &ClientState, model: &str, series: &Series, now: Duration) {
+    let current = match state.breaker(model, now) {
+        BreakerState::Closed => "closed",
+        BreakerState::Open { .. } => "open",
+        // Probing; a state added to the policy later is neither fully closed nor open.
+        _ => "half_open",
     };
-    gauge!(BREAKER_STATE, "model" => model.to_owned()).set(value);
+    for label in BREAKER_STATES {
+        gauge!(
+            BREAKER_STATE,
+            "client" => series.client.clone(),
+            "model" => series.model.clone(),
+            "state" => label
+        )
+        .set(if label == current { 1.0 } else { 0.0 });
+    }
 }
 
 /// The status as a label, without allocating for the statuses Novita documents.
@@ -449,6 +657,12 @@ mod tests {
     use novita_policy::{Call, Clock, Delivery, Draw, Policy};
 
     const MODEL: &str = "meta-llama/llama-3.1-8b-instruct";
+    const CLIENT: &str = "checkout";
+
+    /// The labels of `MODEL` on a client named `CLIENT` configured with no model.
+    fn series() -> Series {
+        Labels::new(CLIENT, std::iter::empty()).series(MODEL)
+    }
 
     /// One recorded metric: kind, name, labels (sorted) and value.
     #[derive(Debug)]
@@ -528,6 +742,22 @@ mod tests {
         }
     }
 
+    /// The state of the breaker series of `client` and `model` that is 1, checking that
+    /// there is one series per state and the others are 0.
+    fn breaker_state(recorded: &[Recorded], client: &str, model: &str) -> &'static str {
+        let mut current = Vec::new();
+        for state in BREAKER_STATES {
+            let labels = [("client", client), ("model", model), ("state", state)];
+            match gauge(recorded, BREAKER_STATE, &labels) {
+                1.0 => current.push(state),
+                0.0 => {}
+                other => panic!("{labels:?} is {other}, neither 0 nor 1"),
+            }
+        }
+        assert_eq!(current.len(), 1, "one state at a time: {current:?}");
+        current[0]
+    }
+
     fn names(recorded: &[Recorded]) -> Vec<&str> {
         recorded.iter().map(|metric| metric.name.as_str()).collect()
     }
@@ -548,7 +778,7 @@ mod tests {
         now: u64,
     ) -> Decision {
         let decision = policy.decide(state, call, MODEL, outcome, clock(now), Draw::HALF);
-        decided(state, MODEL, outcome, &decision, clock(now).now);
+        decided(state, MODEL, &series(), outcome, &decision, clock(now).now);
         decision
     }
 
@@ -559,7 +789,7 @@ mod tests {
         let mut call = policy.start_call(Duration::ZERO, Delivery::Buffered, 1);
         let recorded = record(|| {
             let admission = policy.admit(&mut state, &mut call, MODEL, Duration::ZERO);
-            admitted(&state, MODEL, &admission, Duration::ZERO);
+            admitted(&state, MODEL, &series(), &admission, Duration::ZERO);
             let outcome = Outcome::Response {
                 status: 200,
                 headers: &novita_policy::NO_HEADERS,
@@ -567,18 +797,30 @@ mod tests {
             };
             let decision = decide(&policy, &mut state, &mut call, &outcome, 1);
             assert_eq!(decision, Decision::Done);
-            succeeded(MODEL, Duration::from_millis(1500));
+            succeeded(&series(), Duration::from_millis(1500));
         });
 
-        let requests = [("model", MODEL), ("status", "200"), ("class", "success")];
+        let requests = [
+            ("client", CLIENT),
+            ("model", MODEL),
+            ("status", "200"),
+            ("class", "success"),
+        ];
         assert_eq!(counter(&recorded, REQUESTS_TOTAL, &requests), 1);
-        let calls = [("model", MODEL), ("outcome", "success")];
+        let calls = [("client", CLIENT), ("model", MODEL), ("outcome", "success")];
         assert_eq!(counter(&recorded, CALLS_TOTAL, &calls), 1);
         assert_eq!(histogram(&recorded, CALL_DURATION_SECONDS, &calls), [1.5]);
-        assert_eq!(gauge(&recorded, RETRY_BUDGET_TOKENS, &[]), 500.0);
-        assert_eq!(gauge(&recorded, BREAKER_STATE, &[("model", MODEL)]), 0.0);
         assert_eq!(
-            gauge(&recorded, PACING_INTERVAL_SECONDS, &[("model", MODEL)]),
+            gauge(&recorded, RETRY_BUDGET_TOKENS, &[("client", CLIENT)]),
+            500.0
+        );
+        assert_eq!(breaker_state(&recorded, CLIENT, MODEL), "closed");
+        assert_eq!(
+            gauge(
+                &recorded,
+                PACING_INTERVAL_SECONDS,
+                &[("client", CLIENT), ("model", MODEL)]
+            ),
             0.0
         );
         for absent in [
@@ -608,20 +850,25 @@ mod tests {
             assert!(matches!(decision, Decision::Retry { .. }), "{decision:?}");
         });
 
-        let requests = [("model", MODEL), ("status", "429"), ("class", "throttled")];
+        let requests = [
+            ("client", CLIENT),
+            ("model", MODEL),
+            ("status", "429"),
+            ("class", "throttled"),
+        ];
         assert_eq!(counter(&recorded, REQUESTS_TOTAL, &requests), 1);
-        let throttled = [("model", MODEL), ("limit", "tpm")];
+        let throttled = [("client", CLIENT), ("model", MODEL), ("limit", "tpm")];
         assert_eq!(counter(&recorded, THROTTLED_TOTAL, &throttled), 1);
-        let retries = [("model", MODEL), ("class", "throttled")];
+        let retries = [("client", CLIENT), ("model", MODEL), ("class", "throttled")];
         assert_eq!(counter(&recorded, RETRIES_TOTAL, &retries), 1);
-        let waits = [("model", MODEL), ("kind", "backoff")];
+        let waits = [("client", CLIENT), ("model", MODEL), ("kind", "backoff")];
         assert_eq!(histogram(&recorded, WAIT_SECONDS, &waits), [0.2]);
         let throttled_cost = f64::from(Policy::default().config().budget.throttled_cost);
         assert_eq!(
-            gauge(&recorded, RETRY_BUDGET_TOKENS, &[]),
+            gauge(&recorded, RETRY_BUDGET_TOKENS, &[("client", CLIENT)]),
             500.0 - throttled_cost
         );
-        assert_eq!(gauge(&recorded, BREAKER_STATE, &[("model", MODEL)]), 0.0);
+        assert_eq!(breaker_state(&recorded, CLIENT, MODEL), "closed");
         assert!(!names(&recorded).contains(&CALLS_TOTAL), "the call goes on");
     }
 
@@ -658,23 +905,31 @@ mod tests {
             interval = state.pacing_interval(MODEL, now);
             let admission = policy.admit(&mut state, &mut call, MODEL, now);
             assert_eq!(admission, Admission::Send);
-            admitted(&state, MODEL, &admission, now);
+            admitted(&state, MODEL, &series(), &admission, now);
             let mut other = policy.start_call(now, Delivery::Buffered, 1);
             let admission = policy.admit(&mut state, &mut other, MODEL, now);
             assert_eq!(admission, Admission::Wait(interval));
-            admitted(&state, MODEL, &admission, now);
+            admitted(&state, MODEL, &series(), &admission, now);
         });
         assert!(interval > Duration::ZERO);
 
-        let throttled = [("model", MODEL), ("limit", "unknown")];
+        let throttled = [("client", CLIENT), ("model", MODEL), ("limit", "unknown")];
         assert_eq!(counter(&recorded, THROTTLED_TOTAL, &throttled), 1);
-        let escalations = [("model", MODEL), ("action", "reduce_rate")];
+        let escalations = [
+            ("client", CLIENT),
+            ("model", MODEL),
+            ("action", "reduce_rate"),
+        ];
         assert_eq!(counter(&recorded, ESCALATIONS_TOTAL, &escalations), 1);
         assert_eq!(
-            gauge(&recorded, PACING_INTERVAL_SECONDS, &[("model", MODEL)]),
+            gauge(
+                &recorded,
+                PACING_INTERVAL_SECONDS,
+                &[("client", CLIENT), ("model", MODEL)]
+            ),
             interval.as_secs_f64()
         );
-        let pacing = [("model", MODEL), ("kind", "pacing")];
+        let pacing = [("client", CLIENT), ("model", MODEL), ("kind", "pacing")];
         assert_eq!(
             histogram(&recorded, WAIT_SECONDS, &pacing),
             [interval.as_secs_f64()]
@@ -705,19 +960,28 @@ mod tests {
             );
         });
 
-        let requests = [("model", MODEL), ("status", "504"), ("class", "transient")];
+        let requests = [
+            ("client", CLIENT),
+            ("model", MODEL),
+            ("status", "504"),
+            ("class", "transient"),
+        ];
         assert_eq!(counter(&recorded, REQUESTS_TOTAL, &requests), 1);
-        let escalations = [("model", MODEL), ("action", "switch_to_streaming")];
+        let escalations = [
+            ("client", CLIENT),
+            ("model", MODEL),
+            ("action", "switch_to_streaming"),
+        ];
         assert_eq!(counter(&recorded, ESCALATIONS_TOTAL, &escalations), 1);
         let waits = histogram(
             &recorded,
             WAIT_SECONDS,
-            &[("model", MODEL), ("kind", "backoff")],
+            &[("client", CLIENT), ("model", MODEL), ("kind", "backoff")],
         );
         assert_eq!(waits.len(), 1);
         let timeout_cost = f64::from(policy.config().budget.timeout_cost);
         assert_eq!(
-            gauge(&recorded, RETRY_BUDGET_TOKENS, &[]),
+            gauge(&recorded, RETRY_BUDGET_TOKENS, &[("client", CLIENT)]),
             500.0 - timeout_cost,
             "a timeout costs its own price"
         );
@@ -740,18 +1004,24 @@ mod tests {
             let Decision::GiveUp(give_up) = decision else {
                 panic!("{decision:?}");
             };
-            gave_up(MODEL, &give_up);
+            gave_up(&series(), &give_up);
         });
 
-        let requests = [("model", MODEL), ("status", "403"), ("class", "auth")];
+        let requests = [
+            ("client", CLIENT),
+            ("model", MODEL),
+            ("status", "403"),
+            ("class", "auth"),
+        ];
         assert_eq!(counter(&recorded, REQUESTS_TOTAL, &requests), 1);
         let give_ups = [
+            ("client", CLIENT),
             ("model", MODEL),
             ("reason", "not_retryable"),
             ("class", "auth"),
         ];
         assert_eq!(counter(&recorded, GIVE_UPS_TOTAL, &give_ups), 1);
-        let calls = [("model", MODEL), ("outcome", "gave_up")];
+        let calls = [("client", CLIENT), ("model", MODEL), ("outcome", "gave_up")];
         assert_eq!(counter(&recorded, CALLS_TOTAL, &calls), 1);
         assert_eq!(histogram(&recorded, CALL_DURATION_SECONDS, &calls), [3.0]);
         assert!(!names(&recorded).contains(&RETRIES_TOTAL));
@@ -770,7 +1040,7 @@ mod tests {
             else {
                 panic!("a TLS failure is not retried");
             };
-            gave_up(MODEL, &give_up);
+            gave_up(&series(), &give_up);
             // Open the breaker, then a call is rejected before any attempt.
             let mut now = 1;
             while !matches!(
@@ -795,42 +1065,56 @@ mod tests {
             }
             let mut call = policy.start_call(Duration::from_secs(now), Delivery::Buffered, 1);
             let admission = policy.admit(&mut state, &mut call, MODEL, Duration::from_secs(now));
-            admitted(&state, MODEL, &admission, Duration::from_secs(now));
+            admitted(
+                &state,
+                MODEL,
+                &series(),
+                &admission,
+                Duration::from_secs(now),
+            );
             let Admission::Reject(give_up) = admission else {
                 panic!("{admission:?}");
             };
-            gave_up(MODEL, &give_up);
+            gave_up(&series(), &give_up);
         });
 
         let requests = [
+            ("client", CLIENT),
             ("model", MODEL),
             ("status", "transport"),
             ("class", "transport"),
         ];
         assert_eq!(counter(&recorded, REQUESTS_TOTAL, &requests), 1);
         let give_ups = [
+            ("client", CLIENT),
             ("model", MODEL),
             ("reason", "not_retryable"),
             ("class", "transport"),
         ];
         assert_eq!(counter(&recorded, GIVE_UPS_TOTAL, &give_ups), 1);
         let rejected = [
+            ("client", CLIENT),
             ("model", MODEL),
             ("reason", "circuit_open"),
             ("class", "none"),
         ];
         assert_eq!(counter(&recorded, GIVE_UPS_TOTAL, &rejected), 1);
-        assert_eq!(gauge(&recorded, BREAKER_STATE, &[("model", MODEL)]), 2.0);
-        let calls = [("model", MODEL), ("outcome", "gave_up")];
+        assert_eq!(breaker_state(&recorded, CLIENT, MODEL), "open");
+        let calls = [("client", CLIENT), ("model", MODEL), ("outcome", "gave_up")];
         assert_eq!(counter(&recorded, CALLS_TOTAL, &calls), 2);
     }
 
     #[test]
     fn an_unusable_answer_counts_the_attempt_and_an_error() {
-        let recorded = record(|| unusable(MODEL, 200, Duration::from_secs(2)));
-        let requests = [("model", MODEL), ("status", "200"), ("class", "success")];
+        let recorded = record(|| unusable(&series(), 200, Duration::from_secs(2)));
+        let requests = [
+            ("client", CLIENT),
+            ("model", MODEL),
+            ("status", "200"),
+            ("class", "success"),
+        ];
         assert_eq!(counter(&recorded, REQUESTS_TOTAL, &requests), 1);
-        let calls = [("model", MODEL), ("outcome", "error")];
+        let calls = [("client", CLIENT), ("model", MODEL), ("outcome", "error")];
         assert_eq!(counter(&recorded, CALLS_TOTAL, &calls), 1);
         assert_eq!(histogram(&recorded, CALL_DURATION_SECONDS, &calls), [2.0]);
     }
@@ -838,10 +1122,10 @@ mod tests {
     #[test]
     fn usage_counts_prompt_completion_and_reasoning_tokens() {
         let mut usage = Usage::new(1200, 300);
-        let recorded = record(|| tokens(MODEL, &usage));
-        let prompt = [("model", MODEL), ("kind", "prompt")];
+        let recorded = record(|| tokens(&series(), &usage));
+        let prompt = [("client", CLIENT), ("model", MODEL), ("kind", "prompt")];
         assert_eq!(counter(&recorded, TOKENS_TOTAL, &prompt), 1200);
-        let completion = [("model", MODEL), ("kind", "completion")];
+        let completion = [("client", CLIENT), ("model", MODEL), ("kind", "completion")];
         assert_eq!(counter(&recorded, TOKENS_TOTAL, &completion), 300);
         assert!(
             !names(&recorded).contains(&REASONING_TOKENS_TOTAL),
@@ -852,12 +1136,12 @@ mod tests {
             reasoning_tokens: Some(250),
             ..Default::default()
         });
-        let recorded = record(|| tokens(MODEL, &usage));
+        let recorded = record(|| tokens(&series(), &usage));
         assert_eq!(counter(&recorded, TOKENS_TOTAL, &completion), 300);
-        let reasoning = [("model", MODEL)];
+        let reasoning = [("client", CLIENT), ("model", MODEL)];
         assert_eq!(counter(&recorded, REASONING_TOKENS_TOTAL, &reasoning), 250);
 
-        let recorded = record(|| tokens(MODEL, &Usage::default()));
+        let recorded = record(|| tokens(&series(), &Usage::default()));
         assert_eq!(
             counter(&recorded, TOKENS_TOTAL, &prompt),
             0,
@@ -869,15 +1153,19 @@ mod tests {
     #[test]
     fn attempts_are_timed_by_status() {
         let recorded = record(|| {
-            attempted(MODEL, Some(503), Duration::from_millis(250));
-            attempted(MODEL, None, Duration::from_secs(10));
+            attempted(&series(), Some(503), Duration::from_millis(250));
+            attempted(&series(), None, Duration::from_secs(10));
         });
-        let answered = [("model", MODEL), ("status", "503")];
+        let answered = [("client", CLIENT), ("model", MODEL), ("status", "503")];
         assert_eq!(
             histogram(&recorded, ATTEMPT_DURATION_SECONDS, &answered),
             [0.25]
         );
-        let transport = [("model", MODEL), ("status", "transport")];
+        let transport = [
+            ("client", CLIENT),
+            ("model", MODEL),
+            ("status", "transport"),
+        ];
         assert_eq!(
             histogram(&recorded, ATTEMPT_DURATION_SECONDS, &transport),
             [10.0]
@@ -955,5 +1243,227 @@ mod tests {
             };
             assert_eq!(unit, Some(expected), "{name}");
         }
+    }
+
+    /// A client core named `name` (default when `None`), with one fallback model and a
+    /// requests-per-minute limit on another, for calls driven as an adapter drives them.
+    fn core(name: Option<&str>) -> std::sync::Arc<crate::ClientCore> {
+        let mut config = novita_policy::PolicyConfig::default();
+        let mut limits = novita_policy::ModelLimits::default();
+        limits.rpm = Some(60_000);
+        config.limits.insert("limited".to_owned(), limits);
+        let options = crate::Options {
+            api_key: Some("sk_metrics_test".to_owned()),
+            seed: Some(7),
+            fallback_models: vec!["fallback".to_owned()],
+            policy: Some(config),
+            name: name.map(ToOwned::to_owned),
+            ..crate::Options::default()
+        };
+        std::sync::Arc::new(crate::ClientCore::new(options, |_| None).expect("valid options"))
+    }
+
+    fn chat(model: &str) -> crate::Request {
+        crate::Request::chat(&crate::wire::ChatRequest::new(model, "hi"))
+    }
+
+    /// Polls `driver` at `secs` and expects an attempt.
+    fn send(driver: &mut crate::CallDriver, secs: u64) {
+        let poll = driver.poll(Duration::from_secs(secs));
+        assert!(matches!(poll, crate::Poll::Send(_)), "{poll:?}");
+    }
+
+    /// One call on `model` answered at once.
+    fn answered(core: &std::sync::Arc<crate::ClientCore>, model: &str, secs: u64) {
+        let mut driver = crate::CallDriver::new(
+            std::sync::Arc::clone(core),
+            chat(model),
+            Duration::from_secs(secs),
+        );
+        send(&mut driver, secs);
+        let _ = driver.handle_success(200, clock(secs));
+    }
+
+    #[test]
+    fn every_series_of_a_client_carries_its_name() {
+        let core = core(Some(CLIENT));
+        let recorded = record(|| {
+            // A 429 on the TPM limit, retried, then an answer with usage.
+            let mut driver =
+                crate::CallDriver::new(std::sync::Arc::clone(&core), chat(MODEL), Duration::ZERO);
+            send(&mut driver, 0);
+            let tpm = br#"{"code":429,"reason":"TOKEN_LIMIT_EXCEEDED","message":"slow down"}"#;
+            driver.handle_response(429, &[("retry-after-ms", "200")], tpm, clock(1));
+            send(&mut driver, 2);
+            let _ = driver.handle_success(200, clock(3));
+            let mut usage = Usage::new(100, 50);
+            usage.completion_tokens_details = Some(crate::wire::CompletionTokensDetails {
+                reasoning_tokens: Some(20),
+                ..Default::default()
+            });
+            driver.handle_usage(&usage, Duration::from_secs(3));
+            // A 504 switches to streaming, then a 401 gives up.
+            let mut driver = crate::CallDriver::new(
+                std::sync::Arc::clone(&core),
+                chat(MODEL),
+                Duration::from_secs(4),
+            );
+            send(&mut driver, 4);
+            driver.handle_response(504, &novita_policy::NO_HEADERS, b"", clock(5));
+            let poll = driver.poll(Duration::from_secs(60));
+            assert!(matches!(poll, crate::Poll::Send(_)), "{poll:?}");
+            driver.handle_response(401, &novita_policy::NO_HEADERS, b"", clock(61));
+            let poll = driver.poll(Duration::from_secs(61));
+            assert!(matches!(poll, crate::Poll::Failed(_)), "{poll:?}");
+            store_failed(core.metric_labels());
+        });
+        let mut emitted: Vec<&str> = names(&recorded);
+        emitted.sort_unstable();
+        emitted.dedup();
+        let mut every = vec![
+            REQUESTS_TOTAL,
+            THROTTLED_TOTAL,
+            RETRIES_TOTAL,
+            ESCALATIONS_TOTAL,
+            CALLS_TOTAL,
+            GIVE_UPS_TOTAL,
+            WAIT_SECONDS,
+            CALL_DURATION_SECONDS,
+            RETRY_BUDGET_TOKENS,
+            BREAKER_STATE,
+            PACING_INTERVAL_SECONDS,
+            ATTEMPT_DURATION_SECONDS,
+            TOKENS_TOTAL,
+            REASONING_TOKENS_TOTAL,
+            STORE_FALLBACKS_TOTAL,
+        ];
+        every.sort_unstable();
+        assert_eq!(emitted, every, "the calls above emit every metric");
+        for metric in &recorded {
+            assert!(
+                metric
+                    .labels
+                    .contains(&("client".to_owned(), CLIENT.to_owned())),
+                "{metric:?} lacks client={CLIENT}"
+            );
+        }
+        let calls = [("client", CLIENT), ("model", MODEL), ("outcome", "success")];
+        assert_eq!(counter(&recorded, CALLS_TOTAL, &calls), 1);
+        let reasoning = [("client", CLIENT), ("model", MODEL)];
+        assert_eq!(counter(&recorded, REASONING_TOKENS_TOTAL, &reasoning), 20);
+    }
+
+    #[test]
+    fn two_clients_in_one_process_keep_their_own_gauges() {
+        let busy = core(Some("batch"));
+        let quiet = core(None);
+        assert_eq!(quiet.name(), "default");
+        // The busy client's breaker on the model opens at `opened`.
+        let opened = {
+            let mut shared = busy.lock();
+            let mut now = 0;
+            while !matches!(
+                shared.state.breaker(MODEL, Duration::from_secs(now)),
+                BreakerState::Open { .. }
+            ) {
+                let mut call = busy.policy().start_call(
+                    Duration::from_secs(now),
+                    novita_policy::Delivery::Buffered,
+                    1,
+                );
+                let failure = Outcome::Response {
+                    status: 503,
+                    headers: &novita_policy::NO_HEADERS,
+                    body: b"",
+                };
+                let _ = busy.policy().decide(
+                    &mut shared.state,
+                    &mut call,
+                    MODEL,
+                    &failure,
+                    clock(now),
+                    Draw::HALF,
+                );
+                now += 1;
+            }
+            now
+        };
+        let recorded = record(|| {
+            // Admitted to the busy client: its breaker shows open, the call falls back.
+            let mut driver = crate::CallDriver::new(
+                std::sync::Arc::clone(&busy),
+                chat(MODEL),
+                Duration::from_secs(opened),
+            );
+            send(&mut driver, opened);
+            assert_eq!(driver.model(), "fallback");
+            let _ = driver.handle_success(200, clock(opened));
+            // The quiet client answers after the busy one: its gauges overwrite nothing.
+            answered(&quiet, MODEL, opened);
+        });
+        assert_eq!(breaker_state(&recorded, "batch", MODEL), "open");
+        assert_eq!(breaker_state(&recorded, "default", MODEL), "closed");
+        assert_eq!(breaker_state(&recorded, "batch", "fallback"), "closed");
+        let budget = |client| gauge(&recorded, RETRY_BUDGET_TOKENS, &[("client", client)]);
+        assert_eq!(budget("default"), 500.0);
+        assert!(budget("batch") < 500.0, "{}", budget("batch"));
+        let calls = [
+            ("client", "batch"),
+            ("model", "fallback"),
+            ("outcome", "success"),
+        ];
+        assert_eq!(counter(&recorded, CALLS_TOTAL, &calls), 1);
+        let calls = [
+            ("client", "default"),
+            ("model", MODEL),
+            ("outcome", "success"),
+        ];
+        assert_eq!(counter(&recorded, CALLS_TOTAL, &calls), 1);
+    }
+
+    #[test]
+    fn the_model_label_is_capped_except_for_configured_models() {
+        let labels = Labels::new(CLIENT, ["fallback", "limited"]);
+        for index in 0..MAX_UNCONFIGURED_MODELS {
+            let model = format!("org/model-{index}");
+            assert_eq!(labels.series(&model).model(), model);
+        }
+        assert_eq!(labels.series("org/one-too-many").model(), OTHER_MODEL);
+        assert_eq!(labels.series("org/yet-another").model(), OTHER_MODEL);
+        assert_eq!(
+            labels.series("org/model-0").model(),
+            "org/model-0",
+            "a model met before the cap keeps its name"
+        );
+        for configured in ["fallback", "limited"] {
+            assert_eq!(labels.series(configured).model(), configured);
+        }
+        assert_eq!(labels.series("fallback").client(), CLIENT);
+        assert_eq!(labels.client(), CLIENT);
+
+        // Through a client: the fallback models and the `[limits]` keys are configured.
+        let core = core(Some(CLIENT));
+        let recorded = record(|| {
+            for index in 0..=MAX_UNCONFIGURED_MODELS {
+                answered(&core, &format!("org/model-{index}"), 0);
+            }
+            answered(&core, "limited", 0);
+            answered(&core, "fallback", 0);
+        });
+        let calls = |model| {
+            let labels = [("client", CLIENT), ("model", model), ("outcome", "success")];
+            counter(&recorded, CALLS_TOTAL, &labels)
+        };
+        assert_eq!(calls("org/model-31"), 1);
+        assert_eq!(calls(OTHER_MODEL), 1, "the 33rd unconfigured model");
+        assert_eq!(calls("limited"), 1);
+        assert_eq!(calls("fallback"), 1);
+        let models: std::collections::BTreeSet<&str> = recorded
+            .iter()
+            .flat_map(|metric| &metric.labels)
+            .filter(|(key, _)| key == "model")
+            .map(|(_, value)| value.as_str())
+            .collect();
+        assert_eq!(models.len(), MAX_UNCONFIGURED_MODELS + 3, "{models:?}");
     }
 }

@@ -23,6 +23,11 @@ pub const BASE_URL_VAR: &str = "NOVITA_BASE_URL";
 pub const LITELLM_BASE_URL_VAR: &str = "NOVITA_API_BASE";
 /// The most bytes of an error body the adapters read by default; the rest is discarded.
 pub const DEFAULT_MAX_ERROR_BODY: usize = 64 * 1024;
+/// The name a client carries in its metrics' `client` label unless its builder names it.
+pub const DEFAULT_NAME: &str = "default";
+/// The longest client name, in characters: a name is a label on every series a client
+/// emits, meant to tell a process's few clients apart, not to describe them.
+pub const MAX_NAME_CHARS: usize = 64;
 /// The most bytes of a successful (non-streamed) body the adapters read by default: a chat
 /// answer is kilobytes, a long one with log probabilities a few megabytes.
 pub const DEFAULT_MAX_SUCCESS_BODY: usize = 64 * 1024 * 1024;
@@ -132,6 +137,40 @@ fn key_problem(key: &str) -> Option<String> {
          (was it pasted with extra text?)",
         position + 1
     ))
+}
+
+/// Checks a client's name (see [`Options::name`]): not empty, at most [`MAX_NAME_CHARS`]
+/// characters, no control characters and no surrounding whitespace. Any other UTF-8 is a
+/// valid Prometheus label value; these rules keep a name readable in a query and on a
+/// dashboard, and catch a name built from a stray variable.
+///
+/// # Errors
+/// [`Error::Setting`] saying what is wrong with the name.
+pub(crate) fn check_name(name: &str) -> Result<(), Error> {
+    let problem = if name.is_empty() {
+        Some("it is empty; leave it unset for \"default\", or give the client a name".to_owned())
+    } else if name.chars().count() > MAX_NAME_CHARS {
+        Some(format!(
+            "it is longer than {MAX_NAME_CHARS} characters; it labels every series the client \
+             emits, so keep it short (\"checkout\", \"batch-eu\")"
+        ))
+    } else if let Some((position, _)) = name.chars().enumerate().find(|(_, c)| c.is_control()) {
+        Some(format!(
+            "it has a control character at character {}; a name is one line of printable text",
+            position + 1
+        ))
+    } else if name.trim() != name {
+        Some("it starts or ends with whitespace".to_owned())
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(Error::Setting {
+            setting: format!("the client name {name:?}"),
+            problem,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Checks a base URL the way an HTTP client will read it, so that a typo is a
@@ -323,6 +362,11 @@ pub struct Options {
     /// A state store shared with other processes (see [`store`](crate::store)); `None`
     /// keeps every piece of state in the client.
     pub store: Option<Store>,
+    /// The client's name, the value of the `client` label on every metric it emits (feature
+    /// `metrics`); `None` is [`DEFAULT_NAME`]. It must not be empty, may hold at most
+    /// [`MAX_NAME_CHARS`] characters, and no control characters or surrounding whitespace.
+    /// Clients in one process tell their gauges apart by it, so give each its own.
+    pub name: Option<String>,
 }
 
 /// Shows every setting but the key, which prints as `<redacted>`.
@@ -339,7 +383,8 @@ impl fmt::Debug for Options {
             .field("max_success_body", &self.max_success_body)
             .field("stream_limits", &self.stream_limits)
             .field("seed", &self.seed)
-            .field("store", &self.store);
+            .field("store", &self.store)
+            .field("name", &self.name);
         #[cfg(feature = "toml")]
         debug.field("policy_toml", &self.policy_toml);
         debug.finish()

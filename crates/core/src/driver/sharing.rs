@@ -136,7 +136,7 @@ impl CallDriver {
                         "the shared state store failed; going on with this client's own state"
                     );
                     #[cfg(feature = "metrics")]
-                    crate::metrics::store_failed();
+                    crate::metrics::store_failed(self.core.metric_labels());
                 }
                 shared.outbox.store_down_until = Some(now.saturating_add(STORE_RETRY));
                 shared.state.share_limits(false);
