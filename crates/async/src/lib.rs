@@ -219,6 +219,15 @@ impl ClientBuilder {
         self
     }
 
+    /// The client's name: the `client` label of every metric it emits (feature `metrics`),
+    /// so that several clients in one process keep their own series, gauges included. Not
+    /// empty, at most 64 characters, no control characters or surrounding whitespace;
+    /// checked by `build`. Default: `"default"`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.options.name = Some(name.into());
+        self
+    }
+
     /// Seeds the jitter, for reproducible runs. Default: a random seed per client.
     pub fn seed(mut self, seed: u64) -> Self {
         self.options.seed = Some(seed);
@@ -231,9 +240,9 @@ impl ClientBuilder {
     /// section): no process-wide rustls provider is installed.
     ///
     /// # Errors
-    /// No key, an unusable base URL, an invalid policy configuration, or a TLS setup
-    /// failure: the operating system's certificate store has no usable roots, or the
-    /// crate was built without any TLS feature and the base URL is `https`.
+    /// No key, an unusable base URL, an invalid policy configuration, an unusable name, or
+    /// a TLS setup failure: the operating system's certificate store has no usable roots,
+    /// or the crate was built without any TLS feature and the base URL is `https`.
     pub fn build(self) -> Result<Client, Error> {
         let core = ClientCore::from_options(self.options)?;
         let http = match self.http {
@@ -476,6 +485,15 @@ mod tests {
         assert!(matches!(error, Error::Config(_)), "{error}");
         let error = Client::builder().api_key("  ").build().unwrap_err();
         assert!(matches!(error, Error::MissingKey), "{error}");
+        let error = Client::builder().api_key("k").name("").build().unwrap_err();
+        assert!(matches!(error, Error::Setting { .. }), "{error}");
+        assert!(
+            Client::builder()
+                .api_key("k")
+                .name("checkout")
+                .build()
+                .is_ok()
+        );
 
         let client = Client::builder()
             .api_key("k")

@@ -270,6 +270,15 @@ impl MiddlewareBuilder {
         self
     }
 
+    /// The middleware's name: the `client` label of every metric it emits (feature `metrics`),
+    /// so that several clients and middlewares in one process keep their own series, gauges included. Not
+    /// empty, at most 64 characters, no control characters or surrounding whitespace;
+    /// checked by `build`. Default: `"default"`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.options.name = Some(name.into());
+        self
+    }
+
     /// Seeds the jitter, for reproducible runs. Default: a random seed per middleware.
     pub fn seed(mut self, seed: u64) -> Self {
         self.options.seed = Some(seed);
@@ -279,7 +288,7 @@ impl MiddlewareBuilder {
     /// Builds the middleware. Needs no async runtime; its requests do (tokio).
     ///
     /// # Errors
-    /// An invalid policy configuration.
+    /// An invalid policy configuration or an unusable name.
     pub fn build(self) -> Result<NovitaMiddleware, Error> {
         Ok(NovitaMiddleware {
             core: Arc::new(ClientCore::relay(self.options)?),

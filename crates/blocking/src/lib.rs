@@ -205,6 +205,15 @@ impl ClientBuilder {
         self
     }
 
+    /// The client's name: the `client` label of every metric it emits (feature `metrics`),
+    /// so that several clients in one process keep their own series, gauges included. Not
+    /// empty, at most 64 characters, no control characters or surrounding whitespace;
+    /// checked by `build`. Default: `"default"`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.options.name = Some(name.into());
+        self
+    }
+
     /// Seeds the jitter, for reproducible runs. Default: a random seed per client.
     pub fn seed(mut self, seed: u64) -> Self {
         self.options.seed = Some(seed);
@@ -217,9 +226,9 @@ impl ClientBuilder {
     /// README's TLS section): no process-wide rustls provider is installed.
     ///
     /// # Errors
-    /// No key, an unusable base URL, an invalid policy configuration, or a TLS setup
-    /// failure: the operating system's certificate store has no usable roots, or the
-    /// crate was built without any TLS feature and the base URL is `https`.
+    /// No key, an unusable base URL, an invalid policy configuration, an unusable name, or
+    /// a TLS setup failure: the operating system's certificate store has no usable roots,
+    /// or the crate was built without any TLS feature and the base URL is `https`.
     pub fn build(self) -> Result<Client, Error> {
         let core = ClientCore::from_options(self.options)?;
         let agent = match self.agent {
@@ -400,5 +409,20 @@ mod tests {
         let client = builder.build().unwrap();
         let text = format!("{client:?}");
         assert!(!text.contains("sk_builder_secret"), "{text}");
+    }
+
+    #[test]
+    fn a_name_is_checked_by_build() {
+        let named = |name: &str| {
+            super::Client::builder()
+                .api_key("k")
+                .base_url("http://127.0.0.1:9")
+                .name(name)
+                .build()
+        };
+        assert!(named("checkout").is_ok());
+        let error = named("two\nlines").unwrap_err();
+        assert!(matches!(error, super::Error::Setting { .. }), "{error}");
+        assert!(error.to_string().contains("client name"), "{error}");
     }
 }
