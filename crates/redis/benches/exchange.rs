@@ -6,26 +6,25 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use novita_core::policy::limits::Gcra;
-use novita_core::store::{Facts, Step};
+use novita_core::store::{Charge, Exchange, Facts, News, Step};
+use novita_redis::RedisStore;
 use novita_redis::testing::RedisServer;
-use novita_redis::{RedisStore, ScriptCall, ScriptCharge, ScriptNews};
 
 /// An exchange that charges one request and 500 tokens under limits far too high to hold
 /// it, and tells of a short hint: every part of the script runs.
-fn call() -> ScriptCall {
-    let mut call = ScriptCall::new("bench", "model");
-    call.budget_capacity = 100;
-    call.budget_delta = -1;
-    call.news = vec![ScriptNews::Facts {
+fn call() -> Exchange {
+    let mut exchange = Exchange::new("bench", "model", 100);
+    exchange.budget_delta = -1;
+    exchange.news = vec![News::Facts {
         model: "model".to_owned(),
         facts: Facts::new(Duration::from_millis(1), Duration::ZERO, Duration::ZERO),
     }];
     let huge = Gcra::per_minute(10_000_000_000, Duration::from_secs(60));
-    call.charge = Some(ScriptCharge {
-        requests: Some(Step::of(&huge, 1)),
-        tokens: Some(Step::of(&huge, 500)),
-    });
-    call
+    exchange.charge = Some(Charge::new(
+        Some(Step::of(&huge, 1)),
+        Some(Step::of(&huge, 500)),
+    ));
+    exchange
 }
 
 fn exchange(c: &mut Criterion) {

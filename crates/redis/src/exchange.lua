@@ -7,7 +7,8 @@
 -- KEYS[3..] every other model the news names, the same hash.
 --
 -- ARGV[1]   "" to read the clock with TIME; otherwise the time in microseconds, a test
---           clock only (novita_redis::testing), never sent by the stores.
+--           clock only (RedisStore::run_blocking_at, feature testing), never sent by the
+--           stores.
 -- ARGV[2]   the budget's delta; ARGV[3] its capacity.
 -- ARGV[4,5] the requests step's increment and tolerance in µs, "" when not charged;
 -- ARGV[6,7] the tokens step's.

@@ -31,8 +31,7 @@
 //! the charge is made against every limit or none, and the model's facts come back. The
 //! GCRA arithmetic is `novita_policy::limits::Gcra`'s, in integer microseconds: amounts
 //! that hold calls back are rounded up and those that let them through rounded down, so
-//! rounding never lets a unit too many through. [`ScriptCall`] is the exchange as the
-//! script takes it, with public constructors and a test clock.
+//! rounding never lets a unit too many through.
 //!
 //! # Keys
 //!
@@ -56,7 +55,10 @@
 //! # Tests
 //!
 //! The `testing` feature adds `testing::RedisServer`, a throwaway `redis-server` on a
-//! free loopback port, for this crate's tests and the workspace's.
+//! free loopback port, for this crate's tests and the workspace's, and
+//! `RedisStore::run_blocking_at` and `run_async_at`, which run an exchange on a clock the
+//! test sets rather than Redis's, to compare the store with the pure GCRA on one virtual
+//! timeline.
 
 mod script;
 #[cfg(feature = "testing")]
@@ -70,9 +72,7 @@ use std::time::Duration;
 use novita_core::store::{AsyncStore, BlockingStore, Exchange, StoreError, StoreFuture, Verdict};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-pub use script::{
-    KEY_PREFIX, ScriptCall, ScriptCharge, ScriptNews, ScriptShift, budget_key, model_key,
-};
+pub use script::{KEY_PREFIX, budget_key, model_key};
 pub use url::InvalidUrl;
 
 /// The default connect, read and write timeouts: an exchange is a loopback or same-zone
@@ -218,12 +218,56 @@ impl RedisStore {
         &self.address
     }
 
-    /// Runs `call` on a blocking connection: what [`BlockingStore::exchange`] does with
-    /// the exchange as a [`ScriptCall`].
+    /// Runs `exchange` on a blocking connection: what [`BlockingStore::exchange`] does,
+    /// without naming the trait (`RedisStore` is an [`AsyncStore`] too).
     ///
     /// # Errors
     /// Redis cannot be reached, answers too slowly or fails the script.
-    pub fn run_blocking(&self, call: &ScriptCall) -> Result<Verdict, StoreError> {
+    pub fn run_blocking(&self, exchange: &Exchange) -> Result<Verdict, StoreError> {
+        self.blocking(exchange, None)
+    }
+
+    /// Runs `exchange` on the multiplexed async connection: what [`AsyncStore::exchange`]
+    /// does, without naming the trait. Must run on a Tokio runtime with its timer.
+    ///
+    /// # Errors
+    /// Redis cannot be reached, answers too slowly or fails the script.
+    pub async fn run_async(&self, exchange: &Exchange) -> Result<Verdict, StoreError> {
+        self.asynchronous(exchange, None).await
+    }
+
+    /// For tests only (feature `testing`): [`run_blocking`](Self::run_blocking) as if
+    /// Redis's clock read `now`, a duration since the Unix epoch. Tests use it to compare
+    /// the store with the pure GCRA on a timeline they control; `now` must not go
+    /// backwards between the exchanges of one scope.
+    ///
+    /// # Errors
+    /// Redis cannot be reached, answers too slowly or fails the script.
+    #[cfg(feature = "testing")]
+    pub fn run_blocking_at(
+        &self,
+        exchange: &Exchange,
+        now: Duration,
+    ) -> Result<Verdict, StoreError> {
+        self.blocking(exchange, Some(now))
+    }
+
+    /// For tests only (feature `testing`): [`run_async`](Self::run_async) as if Redis's
+    /// clock read `now`, as [`run_blocking_at`](Self::run_blocking_at).
+    ///
+    /// # Errors
+    /// Redis cannot be reached, answers too slowly or fails the script.
+    #[cfg(feature = "testing")]
+    pub async fn run_async_at(
+        &self,
+        exchange: &Exchange,
+        now: Duration,
+    ) -> Result<Verdict, StoreError> {
+        self.asynchronous(exchange, Some(now)).await
+    }
+
+    /// Runs `exchange` on a blocking connection, on Redis's clock unless `now` is given.
+    fn blocking(&self, exchange: &Exchange, now: Option<Duration>) -> Result<Verdict, StoreError> {
         let idle = self
             .idle
             .lock()
@@ -233,7 +277,7 @@ impl RedisStore {
             Some(connection) => connection,
             None => self.connect()?,
         };
-        let (keys, args) = call.keys_and_args();
+        let (keys, args) = script::keys_and_args(exchange, now);
         let mut invocation = self.script.prepare_invoke();
         invocation.key(keys).arg(args);
         match invocation.invoke::<Vec<i64>>(&mut connection) {
@@ -258,14 +302,15 @@ impl RedisStore {
         }
     }
 
-    /// Runs `call` on the multiplexed async connection: what [`AsyncStore::exchange`] does
-    /// with the exchange as a [`ScriptCall`]. Must run on a Tokio runtime with its timer.
-    ///
-    /// # Errors
-    /// Redis cannot be reached, answers too slowly or fails the script.
-    pub async fn run_async(&self, call: &ScriptCall) -> Result<Verdict, StoreError> {
+    /// Runs `exchange` on the multiplexed async connection, on Redis's clock unless `now`
+    /// is given.
+    async fn asynchronous(
+        &self,
+        exchange: &Exchange,
+        now: Option<Duration>,
+    ) -> Result<Verdict, StoreError> {
         let mut manager = self.manager()?;
-        let (keys, args) = call.keys_and_args();
+        let (keys, args) = script::keys_and_args(exchange, now);
         let mut invocation = self.script.prepare_invoke();
         invocation.key(keys).arg(args);
         // The response timeout bounds each command; this bounds the whole exchange,
@@ -330,13 +375,12 @@ impl RedisStore {
 
 impl BlockingStore for RedisStore {
     fn exchange(&self, exchange: &Exchange) -> Result<Verdict, StoreError> {
-        self.run_blocking(&ScriptCall::from(exchange))
+        self.run_blocking(exchange)
     }
 }
 
 impl AsyncStore for RedisStore {
     fn exchange<'a>(&'a self, exchange: &'a Exchange) -> StoreFuture<'a> {
-        let call = ScriptCall::from(exchange);
-        Box::pin(async move { self.run_async(&call).await })
+        Box::pin(self.run_async(exchange))
     }
 }

@@ -1,15 +1,10 @@
-//! The Lua script that runs one exchange, and the call that feeds it: keys, arguments and
-//! the reply, in integer microseconds.
-//!
-//! [`ScriptCall`] mirrors [`novita_core::store::Exchange`] field for field, with public
-//! constructors (the core types are `#[non_exhaustive]`, so only `novita-core` builds
-//! them) and one more field, a test clock. The stores turn each `Exchange` into one; the
-//! `testing` feature lets tests build them directly.
+//! The Lua script that runs one exchange, and the arguments it takes from an
+//! [`Exchange`]: keys, arguments and the reply, in integer microseconds.
 
 use std::time::Duration;
 
 use novita_core::policy::catalog::RateLimit;
-use novita_core::store::{Charge, Exchange, Facts, News, Shift, Step, StoreError, Verdict};
+use novita_core::store::{Exchange, Facts, News, Shift, Step, StoreError, Verdict};
 
 /// The exchange script's source: `src/exchange.lua`, which documents its keys, arguments
 /// and reply.
@@ -49,225 +44,93 @@ fn micros_down(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).map_or(MOST_MICROS, |micros| micros.min(MOST_MICROS))
 }
 
-/// One exchange as the script runs it: [`Exchange`]'s fields, plus a test clock.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ScriptCall {
-    /// Whose state this is ([`Exchange::scope`]): a hash of the API key.
-    pub scope: String,
-    /// The model whose facts come back and whose limits are charged.
-    pub model: String,
-    /// What the client learnt since its last exchange, applied in order first.
-    pub news: Vec<ScriptNews>,
-    /// The change of the shared retry budget.
-    pub budget_delta: i64,
-    /// The budget's capacity, and its balance the first time the store sees it.
-    pub budget_capacity: u32,
-    /// The charge of the next attempt, if one is about to go.
-    pub charge: Option<ScriptCharge>,
-    /// The time the script takes as "now", as a duration since the Unix epoch, instead of
-    /// Redis `TIME`. For tests only, which need a clock they control to compare the store
-    /// with the pure GCRA on one timeline; the stores always leave it `None`.
-    pub now: Option<Duration>,
-}
-
-impl ScriptCall {
-    /// An exchange in `scope` about `model` that carries nothing yet: no news, no budget
-    /// change (on a budget of capacity 0), no charge, Redis's clock.
-    #[must_use]
-    pub fn new(scope: impl Into<String>, model: impl Into<String>) -> Self {
-        Self {
-            scope: scope.into(),
-            model: model.into(),
-            news: Vec::new(),
-            budget_delta: 0,
-            budget_capacity: 0,
-            charge: None,
-            now: None,
+/// The script's keys (the budget, the exchange's model, then every other model the news
+/// names, once each) and arguments, in the layout `exchange.lua` documents. `now` replaces
+/// Redis `TIME` as the script's clock (a duration since the Unix epoch): for tests only,
+/// which compare the store with the pure GCRA on a timeline they control; the stores pass
+/// `None`.
+pub(crate) fn keys_and_args(
+    exchange: &Exchange,
+    now: Option<Duration>,
+) -> (Vec<String>, Vec<String>) {
+    // Kinds of news this version does not know (`News` is non-exhaustive) are dropped
+    // rather than failing the exchange.
+    let news: Vec<_> = exchange.news.iter().filter_map(news_args).collect();
+    let mut models = vec![exchange.model.as_str()];
+    for (_, model, _) in &news {
+        if !models.contains(model) {
+            models.push(model);
         }
     }
-}
+    let index_of = |model: &str| {
+        // KEYS is 1-based and KEYS[1] is the budget.
+        models.iter().position(|known| *known == model).unwrap_or(0) + 2
+    };
 
-impl From<&Exchange> for ScriptCall {
-    fn from(exchange: &Exchange) -> Self {
-        Self {
-            scope: exchange.scope.clone(),
-            model: exchange.model.clone(),
-            news: exchange.news.iter().filter_map(ScriptNews::of).collect(),
-            budget_delta: exchange.budget_delta,
-            budget_capacity: exchange.budget_capacity,
-            charge: exchange.charge.as_ref().map(ScriptCharge::from),
-            now: None,
-        }
+    let mut keys = Vec::with_capacity(models.len() + 1);
+    keys.push(budget_key(&exchange.scope));
+    keys.extend(models.iter().map(|model| model_key(&exchange.scope, model)));
+
+    let mut args = Vec::with_capacity(8 + 8 * news.len());
+    args.push(now.map_or_else(String::new, |now| micros_down(now).to_string()));
+    // The balance is within 0..=capacity, so a larger move is the same as the largest.
+    let most = i64::from(exchange.budget_capacity);
+    args.push(exchange.budget_delta.clamp(-most, most).to_string());
+    args.push(exchange.budget_capacity.to_string());
+    let step = |step: Option<Step>| match step {
+        Some(step) => [
+            micros_up(step.increment).to_string(),
+            micros_down(step.tolerance).to_string(),
+        ],
+        None => [String::new(), String::new()],
+    };
+    let (requests, tokens) = exchange
+        .charge
+        .map_or((None, None), |charge| (charge.requests, charge.tokens));
+    args.extend(step(requests));
+    args.extend(step(tokens));
+    args.push(news.len().to_string());
+    for (kind, model, rest) in news {
+        args.extend([kind.to_owned(), index_of(model).to_string()]);
+        args.extend(rest);
     }
+    (keys, args)
 }
 
-/// One piece of news, as [`News`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ScriptNews {
-    /// [`News::Facts`]: each fact lasts at least this long from now.
-    Facts {
-        /// The model.
-        model: String,
-        /// How long each fact lasts from now.
-        facts: Facts,
-    },
-    /// [`News::Recovered`]: the model's maintenance mark and open breaker end.
-    Recovered {
-        /// The model.
-        model: String,
-    },
-    /// [`News::Recharge`]: the model's theoretical arrival times move.
-    Recharge {
-        /// The model.
-        model: String,
-        /// The requests dimension's move.
-        requests: Option<ScriptShift>,
-        /// The tokens dimension's move.
-        tokens: Option<ScriptShift>,
-    },
-}
-
-impl ScriptNews {
-    /// The model the news is about.
-    #[must_use]
-    pub fn model(&self) -> &str {
-        match self {
-            ScriptNews::Facts { model, .. }
-            | ScriptNews::Recovered { model }
-            | ScriptNews::Recharge { model, .. } => model,
-        }
-    }
-
-    /// The script's form of `news`; `None` for a kind of news this version does not know
-    /// (`News` is non-exhaustive), which is dropped rather than failing the exchange.
-    fn of(news: &News) -> Option<Self> {
-        Some(match news {
-            News::Facts { model, facts } => ScriptNews::Facts {
-                model: model.clone(),
-                facts: *facts,
-            },
-            News::Recovered { model } => ScriptNews::Recovered {
-                model: model.clone(),
-            },
-            News::Recharge {
-                model,
-                requests,
-                tokens,
-            } => ScriptNews::Recharge {
-                model: model.clone(),
-                requests: requests.as_ref().map(ScriptShift::from),
-                tokens: tokens.as_ref().map(ScriptShift::from),
-            },
-            _ => return None,
-        })
-    }
-}
-
-/// One move of a theoretical arrival time, as [`Shift`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ScriptShift {
-    /// How far.
-    pub by: Duration,
-    /// Back (a refund) rather than forward.
-    pub back: bool,
-    /// How far past now the TAT may be pushed.
-    pub ceiling: Duration,
-}
-
-impl From<&Shift> for ScriptShift {
-    fn from(shift: &Shift) -> Self {
-        Self {
-            by: shift.by,
-            back: shift.back,
-            ceiling: shift.ceiling,
-        }
-    }
-}
-
-/// The charge of the next attempt, as [`Charge`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct ScriptCharge {
-    /// One request's step, when the model has a requests-per-minute limit.
-    pub requests: Option<Step>,
-    /// The call's tokens' step, when the model has a tokens-per-minute limit.
-    pub tokens: Option<Step>,
-}
-
-impl From<&Charge> for ScriptCharge {
-    fn from(charge: &Charge) -> Self {
-        Self {
-            requests: charge.requests,
-            tokens: charge.tokens,
-        }
-    }
-}
-
-impl ScriptCall {
-    /// The script's keys (the budget, the exchange's model, then every other model the
-    /// news names, once each) and arguments, in the layout `exchange.lua` documents.
-    pub(crate) fn keys_and_args(&self) -> (Vec<String>, Vec<String>) {
-        let mut models = vec![self.model.as_str()];
-        for news in &self.news {
-            if !models.contains(&news.model()) {
-                models.push(news.model());
-            }
-        }
-        let index_of = |model: &str| {
-            // KEYS is 1-based and KEYS[1] is the budget.
-            models.iter().position(|known| *known == model).unwrap_or(0) + 2
-        };
-
-        let mut keys = Vec::with_capacity(models.len() + 1);
-        keys.push(budget_key(&self.scope));
-        keys.extend(models.iter().map(|model| model_key(&self.scope, model)));
-
-        let mut args = Vec::with_capacity(8 + 8 * self.news.len());
-        args.push(
-            self.now
-                .map_or_else(String::new, |now| micros_down(now).to_string()),
-        );
-        // The balance is within 0..=capacity, so a larger move is the same as the largest.
-        let most = i64::from(self.budget_capacity);
-        args.push(self.budget_delta.clamp(-most, most).to_string());
-        args.push(self.budget_capacity.to_string());
-        let step = |step: Option<Step>| match step {
-            Some(step) => [
-                micros_up(step.increment).to_string(),
-                micros_down(step.tolerance).to_string(),
+/// One piece of news as the script takes it: its kind's letter, the model it is about
+/// and the arguments after the model's key index; `None` for a kind the script does not
+/// know.
+fn news_args(news: &News) -> Option<(&'static str, &str, Vec<String>)> {
+    Some(match news {
+        News::Facts { model, facts } => (
+            "F",
+            model,
+            vec![
+                micros_up(facts.blocked_for).to_string(),
+                micros_up(facts.maintenance_for).to_string(),
+                micros_up(facts.open_for).to_string(),
             ],
-            None => [String::new(), String::new()],
-        };
-        let charge = self.charge.unwrap_or_default();
-        args.extend(step(charge.requests));
-        args.extend(step(charge.tokens));
-        args.push(self.news.len().to_string());
-        for news in &self.news {
-            let index = index_of(news.model()).to_string();
-            match news {
-                ScriptNews::Facts { facts, .. } => args.extend([
-                    "F".to_owned(),
-                    index,
-                    micros_up(facts.blocked_for).to_string(),
-                    micros_up(facts.maintenance_for).to_string(),
-                    micros_up(facts.open_for).to_string(),
-                ]),
-                ScriptNews::Recovered { .. } => args.extend(["R".to_owned(), index]),
-                ScriptNews::Recharge {
-                    requests, tokens, ..
-                } => {
-                    args.extend(["C".to_owned(), index]);
-                    args.extend(shift_args(*requests));
-                    args.extend(shift_args(*tokens));
-                }
-            }
-        }
-        (keys, args)
-    }
+        ),
+        News::Recovered { model } => ("R", model, Vec::new()),
+        News::Recharge {
+            model,
+            requests,
+            tokens,
+        } => (
+            "C",
+            model,
+            shift_args(*requests)
+                .into_iter()
+                .chain(shift_args(*tokens))
+                .collect(),
+        ),
+        _ => return None,
+    })
 }
 
 /// A shift's three arguments: how far (refunds rounded down, debts up), back or not, and
 /// the ceiling (rounded up, as a debt).
-fn shift_args(shift: Option<ScriptShift>) -> [String; 3] {
+fn shift_args(shift: Option<Shift>) -> [String; 3] {
     match shift {
         Some(shift) => [
             if shift.back {
@@ -312,6 +175,8 @@ pub(crate) fn verdict(reply: &[i64]) -> Result<Verdict, StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use novita_core::store::Charge;
+
     use super::*;
 
     #[test]
@@ -329,13 +194,13 @@ mod tests {
 
     #[test]
     fn every_model_the_news_names_is_a_key_once() {
-        let mut call = ScriptCall::new("abc", "m");
-        call.news = vec![
-            ScriptNews::Recovered { model: "n".into() },
-            ScriptNews::Recovered { model: "m".into() },
-            ScriptNews::Recovered { model: "n".into() },
-        ];
-        let (keys, args) = call.keys_and_args();
+        let mut exchange = Exchange::new("abc", "m", 0);
+        exchange.news = ["n", "m", "n"]
+            .map(|model| News::Recovered {
+                model: model.to_owned(),
+            })
+            .into();
+        let (keys, args) = keys_and_args(&exchange, None);
         assert_eq!(
             keys,
             [
@@ -344,6 +209,53 @@ mod tests {
                 "novita:{abc}:model:n"
             ]
         );
+        assert_eq!(args[0], "", "Redis's clock");
         assert_eq!(&args[7..], ["3", "R", "3", "R", "2", "R", "3"]);
+    }
+
+    #[test]
+    fn the_arguments_follow_the_script_layout() {
+        let mut exchange = Exchange::new("abc", "m", 5);
+        exchange.budget_delta = -9;
+        exchange.charge = Some(Charge::new(
+            None,
+            Some(Step::new(
+                Duration::from_nanos(1_500),
+                Duration::from_nanos(2_500),
+            )),
+        ));
+        exchange.news = vec![
+            News::Facts {
+                model: "m".to_owned(),
+                facts: Facts::new(
+                    Duration::from_micros(1),
+                    Duration::ZERO,
+                    Duration::from_nanos(1),
+                ),
+            },
+            News::Recharge {
+                model: "n".to_owned(),
+                requests: Some(Shift::new(
+                    Duration::from_nanos(1_500),
+                    true,
+                    Duration::from_nanos(1_500),
+                )),
+                tokens: Some(Shift::new(
+                    Duration::from_nanos(1_500),
+                    false,
+                    Duration::ZERO,
+                )),
+            },
+        ];
+        let (keys, args) = keys_and_args(&exchange, Some(Duration::from_nanos(7_900)));
+        assert_eq!(keys.len(), 3);
+        assert_eq!(
+            args,
+            [
+                "7", "-5", "5", "", "", "2", "2", "2", // clock, budget, charge, news
+                "F", "2", "1", "0", "1", // facts about m
+                "C", "3", "1", "1", "2", "2", "0", "0", // a recharge of n
+            ]
+        );
     }
 }

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use novita_core::policy::catalog::RateLimit;
 use novita_core::policy::limits::{Gcra, PERIOD};
-use novita_core::store::{Facts, Step, Verdict};
+use novita_core::store::{Charge, Exchange, Facts, News, Shift, Step, Verdict};
 use novita_redis::testing::RedisServer;
-use novita_redis::{RedisStore, ScriptCall, ScriptCharge, ScriptNews, ScriptShift, model_key};
+use novita_redis::{RedisStore, model_key};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -31,18 +31,28 @@ fn fresh_scope() -> String {
     format!("scope{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-/// An exchange about `model` at virtual time `at` (on the test clock).
-fn call_at(scope: &str, model: &str, at: Duration) -> ScriptCall {
-    let mut call = ScriptCall::new(scope, model);
-    call.budget_capacity = 10;
-    call.now = Some(BASE + at);
-    call
+/// An exchange about `model` that carries nothing yet, on a budget of 10.
+fn call(scope: &str, model: &str) -> Exchange {
+    Exchange::new(scope, model, 10)
 }
 
-fn facts_news(model: &str, blocked: Duration, maintenance: Duration, open: Duration) -> ScriptNews {
-    ScriptNews::Facts {
+/// Runs `exchange` at virtual time `at` (on the test clock).
+fn run_at(store: &RedisStore, exchange: &Exchange, at: Duration) -> Verdict {
+    store
+        .run_blocking_at(exchange, BASE + at)
+        .expect("the exchange")
+}
+
+fn facts_news(model: &str, blocked: Duration, maintenance: Duration, open: Duration) -> News {
+    News::Facts {
         model: model.to_owned(),
         facts: Facts::new(blocked, maintenance, open),
+    }
+}
+
+fn recovered(model: &str) -> News {
+    News::Recovered {
+        model: model.to_owned(),
     }
 }
 
@@ -62,15 +72,15 @@ fn facts_merge_by_the_later_end_and_run_out_with_time() {
     let store = store(&server);
     let scope = fresh_scope();
 
-    let mut first = call_at(&scope, "m", ZERO);
+    let mut first = call(&scope, "m");
     first.news = vec![facts_news("m", secs(10), ms(200), ZERO)];
-    let verdict = store.run_blocking(&first).unwrap();
+    let verdict = run_at(&store, &first, ZERO);
     assert_eq!(verdict.facts, Facts::new(secs(10), ms(200), ZERO));
 
     // Shorter and zero durations change nothing; longer ones extend.
-    let mut second = call_at(&scope, "m", ms(100));
+    let mut second = call(&scope, "m");
     second.news = vec![facts_news("m", secs(5), secs(1), ZERO)];
-    let verdict = store.run_blocking(&second).unwrap();
+    let verdict = run_at(&store, &second, ms(100));
     assert_eq!(
         verdict.facts,
         Facts::new(secs(10) - ms(100), secs(1), ZERO),
@@ -78,15 +88,13 @@ fn facts_merge_by_the_later_end_and_run_out_with_time() {
     );
 
     // Later, what is left has shrunk by the time passed and what ended reads zero.
-    let later = store
-        .run_blocking(&call_at(&scope, "m", ms(1_500)))
-        .unwrap();
+    let later = run_at(&store, &call(&scope, "m"), ms(1_500));
     assert_eq!(later.facts, Facts::new(ms(8_500), ZERO, ZERO));
-    let after = store.run_blocking(&call_at(&scope, "m", secs(11))).unwrap();
+    let after = run_at(&store, &call(&scope, "m"), secs(11));
     assert_eq!(after.facts, Facts::default());
 
     // Other models are untouched.
-    let other = store.run_blocking(&call_at(&scope, "n", ZERO)).unwrap();
+    let other = run_at(&store, &call(&scope, "n"), ZERO);
     assert_eq!(other.facts, Facts::default());
 }
 
@@ -95,12 +103,12 @@ fn facts_run_out_on_redis_time() {
     let server = RedisServer::start();
     let store = store(&server);
     let scope = fresh_scope();
-    let mut call = ScriptCall::new(&scope, "m");
-    call.news = vec![facts_news("m", ms(150), ZERO, secs(60))];
-    let verdict = store.run_blocking(&call).unwrap();
+    let mut exchange = call(&scope, "m");
+    exchange.news = vec![facts_news("m", ms(150), ZERO, secs(60))];
+    let verdict = store.run_blocking(&exchange).unwrap();
     assert!(verdict.facts.blocked_for <= ms(150) && verdict.facts.blocked_for > ms(100));
     std::thread::sleep(ms(200));
-    let verdict = store.run_blocking(&ScriptCall::new(&scope, "m")).unwrap();
+    let verdict = store.run_blocking(&call(&scope, "m")).unwrap();
     assert_eq!(verdict.facts.blocked_for, ZERO, "{verdict:?}");
     assert!(verdict.facts.open_for > secs(59), "{verdict:?}");
 }
@@ -110,25 +118,18 @@ fn recovery_ends_maintenance_and_the_open_breaker_but_not_a_hint() {
     let server = RedisServer::start();
     let store = store(&server);
     let scope = fresh_scope();
-    let mut call = call_at(&scope, "m", ZERO);
-    call.news = vec![
+    let mut exchange = call(&scope, "m");
+    exchange.news = vec![
         facts_news("m", secs(30), secs(60), secs(20)),
-        ScriptNews::Recovered {
-            model: "m".to_owned(),
-        },
+        recovered("m"),
     ];
-    let verdict = store.run_blocking(&call).unwrap();
+    let verdict = run_at(&store, &exchange, ZERO);
     assert_eq!(verdict.facts, Facts::new(secs(30), ZERO, ZERO));
 
     // In order: facts told after the recovery stand.
-    let mut call = call_at(&scope, "m", ZERO);
-    call.news = vec![
-        ScriptNews::Recovered {
-            model: "m".to_owned(),
-        },
-        facts_news("m", ZERO, secs(5), ZERO),
-    ];
-    let verdict = store.run_blocking(&call).unwrap();
+    let mut exchange = call(&scope, "m");
+    exchange.news = vec![recovered("m"), facts_news("m", ZERO, secs(5), ZERO)];
+    let verdict = run_at(&store, &exchange, ZERO);
     assert_eq!(verdict.facts, Facts::new(secs(30), secs(5), ZERO));
 }
 
@@ -137,14 +138,14 @@ fn news_about_other_models_reaches_them() {
     let server = RedisServer::start();
     let store = store(&server);
     let scope = fresh_scope();
-    let mut call = call_at(&scope, "m", ZERO);
-    call.news = vec![facts_news("n", secs(3), ZERO, ZERO)];
+    let mut exchange = call(&scope, "m");
+    exchange.news = vec![facts_news("n", secs(3), ZERO, ZERO)];
     assert_eq!(
-        store.run_blocking(&call).unwrap().facts,
+        run_at(&store, &exchange, ZERO).facts,
         Facts::default(),
         "the exchange's own model"
     );
-    let verdict = store.run_blocking(&call_at(&scope, "n", ZERO)).unwrap();
+    let verdict = run_at(&store, &call(&scope, "n"), ZERO);
     assert_eq!(verdict.facts, Facts::new(secs(3), ZERO, ZERO));
 }
 
@@ -154,10 +155,9 @@ fn the_budget_starts_full_and_stays_within_zero_and_its_capacity() {
     let store = store(&server);
     let scope = fresh_scope();
     let budget = |delta: i64, capacity: u32| {
-        let mut call = ScriptCall::new(&scope, "m");
-        call.budget_delta = delta;
-        call.budget_capacity = capacity;
-        store.run_blocking(&call).unwrap().budget
+        let mut exchange = Exchange::new(&scope, "m", capacity);
+        exchange.budget_delta = delta;
+        store.run_blocking(&exchange).unwrap().budget
     };
     assert_eq!(budget(0, 10), 10, "full the first time");
     assert_eq!(budget(-3, 10), 7);
@@ -168,8 +168,7 @@ fn the_budget_starts_full_and_stays_within_zero_and_its_capacity() {
     assert_eq!(budget(0, 6), 6, "a smaller capacity holds at once");
     assert_eq!(budget(i64::MIN, 6), 0);
     // Another account's budget is its own.
-    let mut other = ScriptCall::new(fresh_scope(), "m");
-    other.budget_capacity = 5;
+    let other = Exchange::new(fresh_scope(), "m", 5);
     assert_eq!(store.run_blocking(&other).unwrap().budget, 5);
 }
 
@@ -231,11 +230,11 @@ fn reference(
     }
 }
 
-fn charge(dimensions: Dimensions, tokens: u64) -> ScriptCharge {
-    ScriptCharge {
-        requests: dimensions.requests.map(|gcra| Step::of(&gcra, 1)),
-        tokens: dimensions.tokens.map(|gcra| Step::of(&gcra, tokens)),
-    }
+fn charge(dimensions: Dimensions, tokens: u64) -> Charge {
+    Charge::new(
+        dimensions.requests.map(|gcra| Step::of(&gcra, 1)),
+        dimensions.tokens.map(|gcra| Step::of(&gcra, tokens)),
+    )
 }
 
 #[test]
@@ -259,9 +258,9 @@ fn the_charge_is_the_pure_gcra_on_the_same_timeline() {
             for (tokens, elapsed_us) in calls {
                 now += Duration::from_micros(elapsed_us);
                 let expected = reference(dimensions, &mut tats, now, tokens);
-                let mut call = call_at(&scope, "m", now);
-                call.charge = Some(charge(dimensions, tokens));
-                let verdict = store.run_blocking(&call).unwrap();
+                let mut exchange = call(&scope, "m");
+                exchange.charge = Some(charge(dimensions, tokens));
+                let verdict = run_at(&store, &exchange, now);
                 prop_assert_eq!(verdict.limited, expected, "at {:?}", now);
                 if expected.is_some() {
                     held += 1;
@@ -287,29 +286,27 @@ fn waiting_what_the_store_says_lets_the_call_through() {
         tokens: Some(Gcra::per_minute(6_000, ZERO)),
     };
     let mut now = ZERO;
-    let mut call = call_at(&scope, "m", now);
-    call.charge = Some(charge(dimensions, 300));
-    assert_eq!(store.run_blocking(&call).unwrap().limited, None);
+    let mut exchange = call(&scope, "m");
+    exchange.charge = Some(charge(dimensions, 300));
+    assert_eq!(run_at(&store, &exchange, now).limited, None);
     // Tokens hold the next call 3 s, longer than the request's 1 s.
-    call.charge = Some(charge(dimensions, 50));
-    let Some((limit, wait)) = store.run_blocking(&call).unwrap().limited else {
+    exchange.charge = Some(charge(dimensions, 50));
+    let Some((limit, wait)) = run_at(&store, &exchange, now).limited else {
         panic!("held");
     };
     assert_eq!((limit, wait), (RateLimit::TokensPerMinute, secs(3)));
     // Held calls charge nothing: the same wait, a second later, is a second shorter.
     now += secs(1);
-    call.now = Some(BASE + now);
     assert_eq!(
-        store.run_blocking(&call).unwrap().limited,
+        run_at(&store, &exchange, now).limited,
         Some((RateLimit::TokensPerMinute, secs(2)))
     );
     now += secs(2);
-    call.now = Some(BASE + now);
-    assert_eq!(store.run_blocking(&call).unwrap().limited, None);
+    assert_eq!(run_at(&store, &exchange, now).limited, None);
     // A tie goes to requests: 1 s for the next request, and 50 tokens take 500 ms.
-    call.charge = Some(charge(dimensions, 100));
+    exchange.charge = Some(charge(dimensions, 100));
     assert_eq!(
-        store.run_blocking(&call).unwrap().limited,
+        run_at(&store, &exchange, now).limited,
         Some((RateLimit::RequestsPerMinute, secs(1)))
     );
 }
@@ -358,12 +355,9 @@ fn a_recharge_moves_the_tat_like_gcra_correct() {
                 // Charge `charged` tokens at 1 s, then correct an estimate later.
                 let start = secs(1);
                 let tat = gcra.verdict(ZERO, start, charged).new_tat;
-                let mut call = call_at(&scope, "m", start);
-                call.charge = Some(ScriptCharge {
-                    requests: None,
-                    tokens: Some(Step::of(&gcra, charged)),
-                });
-                prop_assert_eq!(store.run_blocking(&call).unwrap().limited, None);
+                let mut exchange = call(&scope, "m");
+                exchange.charge = Some(Charge::new(None, Some(Step::of(&gcra, charged))));
+                prop_assert_eq!(run_at(&store, &exchange, start).limited, None);
                 prop_assert_eq!(
                     stored_tat(&mut connection.borrow_mut(), &scope, "m", "tokens"),
                     Some(tat)
@@ -371,18 +365,18 @@ fn a_recharge_moves_the_tat_like_gcra_correct() {
 
                 let now = start + ms(later_ms);
                 let expected = gcra.correct(tat, now, estimated, actual);
-                let shift = ScriptShift {
-                    by: gcra.increment(estimated.abs_diff(actual)),
-                    back: actual < estimated,
-                    ceiling: PERIOD + gcra.tolerance(),
-                };
-                let mut call = call_at(&scope, "m", now);
-                call.news = vec![ScriptNews::Recharge {
+                let shift = Shift::new(
+                    gcra.increment(estimated.abs_diff(actual)),
+                    actual < estimated,
+                    PERIOD + gcra.tolerance(),
+                );
+                let mut exchange = call(&scope, "m");
+                exchange.news = vec![News::Recharge {
                     model: "m".to_owned(),
                     requests: None,
                     tokens: Some(shift),
                 }];
-                store.run_blocking(&call).unwrap();
+                run_at(&store, &exchange, now);
                 prop_assert_eq!(
                     stored_tat(&mut connection.borrow_mut(), &scope, "m", "tokens"),
                     Some(expected)
@@ -398,19 +392,19 @@ fn every_key_carries_the_scope_as_a_hash_tag() {
     let server = RedisServer::start();
     let store = store(&server);
     let scope = fresh_scope();
-    let mut call = call_at(&scope, "m", ZERO);
-    call.news = vec![
+    let mut exchange = call(&scope, "m");
+    exchange.news = vec![
         facts_news("n", secs(1), ZERO, ZERO),
         facts_news("{odd}model", secs(1), ZERO, ZERO),
     ];
-    call.charge = Some(charge(
+    exchange.charge = Some(charge(
         Dimensions {
             requests: Some(Gcra::per_minute(60, ZERO)),
             tokens: None,
         },
         0,
     ));
-    store.run_blocking(&call).unwrap();
+    run_at(&store, &exchange, ZERO);
 
     let mut connection = redis_connection(&server);
     let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut connection).unwrap();
@@ -440,9 +434,9 @@ fn state_expires_two_minutes_after_its_last_time() {
     let store = store(&server);
     let mut connection = redis_connection(&server);
     let scope = fresh_scope();
-    let mut call = call_at(&scope, "m", ZERO);
-    call.news = vec![facts_news("m", secs(30), ZERO, secs(10))];
-    store.run_blocking(&call).unwrap();
+    let mut exchange = call(&scope, "m");
+    exchange.news = vec![facts_news("m", secs(30), ZERO, secs(10))];
+    run_at(&store, &exchange, ZERO);
     let mut ttl =
         |key: String| -> i64 { redis::cmd("PTTL").arg(key).query(&mut connection).unwrap() };
     let model_ttl = ttl(model_key(&scope, "m"));
@@ -456,21 +450,19 @@ fn state_expires_two_minutes_after_its_last_time() {
         "{budget_ttl}"
     );
     // A model whose times are all past keeps only the margin.
-    let mut call = call_at(&scope, "idle", ZERO);
-    call.news = vec![ScriptNews::Recovered {
-        model: "idle".to_owned(),
-    }];
-    store.run_blocking(&call).unwrap();
+    let mut exchange = call(&scope, "idle");
+    exchange.news = vec![recovered("idle")];
+    run_at(&store, &exchange, ZERO);
     assert_eq!(ttl(model_key(&scope, "idle")), -2, "nothing to remember");
-    let mut call = call_at(&scope, "paced", ZERO);
-    call.charge = Some(charge(
+    let mut exchange = call(&scope, "paced");
+    exchange.charge = Some(charge(
         Dimensions {
             requests: Some(Gcra::per_minute(1, ZERO)),
             tokens: None,
         },
         0,
     ));
-    store.run_blocking(&call).unwrap();
+    run_at(&store, &exchange, ZERO);
     let paced_ttl = ttl(model_key(&scope, "paced"));
     assert!(
         (179_000..=180_000).contains(&paced_ttl),
@@ -491,29 +483,29 @@ async fn the_async_and_blocking_paths_agree() {
     for step in 0..60_u64 {
         now += ms(step * 37 % 250);
         let make = |scope: &str| {
-            let mut call = call_at(scope, "m", now);
-            call.budget_delta = if step % 3 == 0 { -2 } else { 1 };
-            call.charge = Some(charge(dimensions, step * 97 % 800));
+            let mut exchange = call(scope, "m");
+            exchange.budget_delta = if step % 3 == 0 { -2 } else { 1 };
+            exchange.charge = Some(charge(dimensions, step * 97 % 800));
             if step % 10 == 0 {
-                call.news = vec![facts_news("m", ms(step * 10), ms(step), ZERO)];
+                exchange.news = vec![facts_news("m", ms(step * 10), ms(step), ZERO)];
             }
             if step % 15 == 7 {
-                call.news.push(ScriptNews::Recharge {
+                exchange.news.push(News::Recharge {
                     model: "m".to_owned(),
-                    requests: Some(ScriptShift {
-                        by: ms(50),
-                        back: true,
-                        ceiling: secs(61),
-                    }),
+                    requests: Some(Shift::new(ms(50), true, secs(61))),
                     tokens: None,
                 });
             }
-            call
+            exchange
         };
         let blocking_call = make(&blocking_scope);
-        let blocking: Verdict = tokio::task::block_in_place(|| store.run_blocking(&blocking_call))
-            .expect("the blocking exchange");
-        let asynchronous = store.run_async(&make(&async_scope)).await.unwrap();
+        let blocking: Verdict =
+            tokio::task::block_in_place(|| store.run_blocking_at(&blocking_call, BASE + now))
+                .expect("the blocking exchange");
+        let asynchronous = store
+            .run_async_at(&make(&async_scope), BASE + now)
+            .await
+            .unwrap();
         assert_eq!(blocking, asynchronous, "step {step}");
     }
 }
@@ -528,10 +520,9 @@ fn concurrent_blocking_exchanges_share_a_small_pool() {
         for _ in 0..8 {
             threads.spawn(|| {
                 for _ in 0..200 {
-                    let mut call = ScriptCall::new(&scope, "m");
-                    call.budget_capacity = 1_000;
-                    call.budget_delta = -1;
-                    store.run_blocking(&call).unwrap();
+                    let mut exchange = Exchange::new(&scope, "m", 1_000);
+                    exchange.budget_delta = -1;
+                    store.run_blocking(&exchange).unwrap();
                 }
             });
         }
@@ -539,10 +530,11 @@ fn concurrent_blocking_exchanges_share_a_small_pool() {
     // 1,600 exchanges on loopback; serialized behind one connection they would still
     // finish, so this checks correctness under contention, and the time only loosely.
     assert!(started.elapsed() < secs(20), "{:?}", started.elapsed());
-    let mut call = ScriptCall::new(&scope, "m");
-    call.budget_capacity = 1_000;
     assert_eq!(
-        store.run_blocking(&call).unwrap().budget,
+        store
+            .run_blocking(&Exchange::new(&scope, "m", 1_000))
+            .unwrap()
+            .budget,
         0,
         "every withdrawal counted once"
     );
@@ -579,13 +571,9 @@ fn a_script_error_is_a_store_error_and_the_store_goes_on() {
         .arg("v")
         .query(&mut connection)
         .unwrap();
-    let error = store
-        .run_blocking(&ScriptCall::new(&scope, "m"))
-        .unwrap_err();
+    let error = store.run_blocking(&call(&scope, "m")).unwrap_err();
     assert!(error.to_string().contains("127.0.0.1"), "{error}");
-    store
-        .run_blocking(&ScriptCall::new(fresh_scope(), "m"))
-        .unwrap();
+    store.run_blocking(&call(&fresh_scope(), "m")).unwrap();
 }
 
 /// Whether `attempt` succeeds within a few tries (a reconnection may cost one).
@@ -608,30 +596,30 @@ fn a_dead_server_fails_exchanges_fast_and_a_restarted_one_is_found_again() {
         .enable_all()
         .build()
         .unwrap();
-    let call = || ScriptCall::new("restart", "m");
-    store.run_blocking(&call()).unwrap();
-    runtime.block_on(store.run_async(&call())).unwrap();
+    let exchange = || call("restart", "m");
+    store.run_blocking(&exchange()).unwrap();
+    runtime.block_on(store.run_async(&exchange())).unwrap();
 
     server.stop();
     for _ in 0..3 {
         let started = Instant::now();
-        let error = store.run_blocking(&call()).unwrap_err();
+        let error = store.run_blocking(&exchange()).unwrap_err();
         assert!(started.elapsed() < ms(500), "{:?}", started.elapsed());
         assert!(error.to_string().contains("shared state store"), "{error}");
         let started = Instant::now();
-        runtime.block_on(store.run_async(&call())).unwrap_err();
+        runtime.block_on(store.run_async(&exchange())).unwrap_err();
         assert!(started.elapsed() < ms(500), "{:?}", started.elapsed());
     }
 
     server.restart();
-    assert!(recovers(|| store.run_blocking(&call()).is_ok()));
+    assert!(recovers(|| store.run_blocking(&exchange()).is_ok()));
     assert!(recovers(|| runtime
-        .block_on(store.run_async(&call()))
+        .block_on(store.run_async(&exchange()))
         .is_ok()));
     // And they stay up: the script was loaded again into the new, empty server.
-    let verdict = store.run_blocking(&call()).unwrap();
+    let verdict = store.run_blocking(&exchange()).unwrap();
     assert_eq!(verdict.facts, Facts::default());
-    runtime.block_on(store.run_async(&call())).unwrap();
+    runtime.block_on(store.run_async(&exchange())).unwrap();
 }
 
 #[test]
@@ -646,9 +634,7 @@ fn an_unresponsive_server_fails_exchanges_within_the_timeouts() {
         .build()
         .unwrap();
     let started = Instant::now();
-    store
-        .run_blocking(&ScriptCall::new("hung", "m"))
-        .unwrap_err();
+    store.run_blocking(&call("hung", "m")).unwrap_err();
     assert!(started.elapsed() < ms(400), "{:?}", started.elapsed());
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -657,7 +643,7 @@ fn an_unresponsive_server_fails_exchanges_within_the_timeouts() {
         .unwrap();
     let started = Instant::now();
     runtime
-        .block_on(store.run_async(&ScriptCall::new("hung", "m")))
+        .block_on(store.run_async(&call("hung", "m")))
         .unwrap_err();
     assert!(started.elapsed() < ms(400), "{:?}", started.elapsed());
     drop(listener);
