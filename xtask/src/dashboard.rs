@@ -2,7 +2,8 @@
 //! metric names, the recording rules and the SLO of the spec.
 //!
 //! Every panel queries Prometheus through the dashboard's `datasource` variable and filters
-//! on its `model` variable. JSON has no comments, so the generated marker is the
+//! on its `client` and `model` variables (the recording rules, which sum over clients, on
+//! `model` alone). JSON has no comments, so the generated marker is the
 //! dashboard's `description`, written as the first key.
 
 use serde_json::{Value, json};
@@ -37,14 +38,21 @@ enum Kind {
     States,
 }
 
-/// A selector of `metric` restricted to the dashboard's models, with extra `matchers`.
+/// A selector of `metric` restricted to the dashboard's clients and models, with extra
+/// `matchers`.
 fn of(metric: &str, matchers: &str) -> String {
     let extra = if matchers.is_empty() {
         String::new()
     } else {
         format!(",{matchers}")
     };
-    format!("{metric}{{model=~\"$model\"{extra}}}")
+    format!("{metric}{{client=~\"$client\",model=~\"$model\"{extra}}}")
+}
+
+/// A selector of the recording rule `record`, restricted to the dashboard's models: the
+/// rules sum over clients, so they carry no `client` label to filter on.
+fn rule(record: &str) -> String {
+    format!("{record}{{model=~\"$model\"}}")
 }
 
 /// `sum by (labels) (rate(selector[$__rate_interval]))`.
@@ -97,11 +105,11 @@ fn panels(spec: &Spec) -> Vec<Panel> {
             unit: "none",
             queries: vec![
                 (
-                    format!("{} / {budget}", of(&error_ratio(true, "1h"), "")),
+                    format!("{} / {budget}", rule(&error_ratio(true, "1h"))),
                     "{{model}} 1h",
                 ),
                 (
-                    format!("{} / {budget}", of(&error_ratio(true, "5m"), "")),
+                    format!("{} / {budget}", rule(&error_ratio(true, "5m"))),
                     "{{model}} 5m",
                 ),
             ],
@@ -142,7 +150,7 @@ fn panels(spec: &Spec) -> Vec<Panel> {
                     ),
                     "{{model}} reasoning",
                 ),
-                (of(TPM_LIMIT, ""), "{{model}} limit"),
+                (rule(TPM_LIMIT), "{{model}} limit"),
             ],
         },
         Panel {
@@ -181,14 +189,20 @@ fn panels(spec: &Spec) -> Vec<Panel> {
         },
         Panel {
             title: "Circuit breakers",
-            description: "Each model's breaker (novita_breaker_state): closed, half-open \
-                          (probing) or open (calls held or failing fast)."
+            description: "Each client's breaker per model (novita_breaker_state, the state \
+                          whose series is 1): closed, half-open (probing) or open (calls held \
+                          or failing fast); the worst over the client's instances."
                 .to_owned(),
             kind: Kind::States,
             unit: "none",
+            // The state as a number for the state timeline: 0 closed, 1 half-open, 2 open.
             queries: vec![(
-                format!("max by (model) ({})", of("novita_breaker_state", "")),
-                "{{model}}",
+                format!(
+                    "clamp_max(2 * max by (client, model) ({}) + max by (client, model) ({}), 2)",
+                    of("novita_breaker_state", "state=\"open\""),
+                    of("novita_breaker_state", "state=\"half_open\"")
+                ),
+                "{{client}} {{model}}",
             )],
         },
         Panel {
@@ -199,8 +213,9 @@ fn panels(spec: &Spec) -> Vec<Panel> {
             kind: Kind::Series,
             unit: "short",
             queries: vec![(
-                "min by (instance) (novita_retry_budget_tokens)".to_owned(),
-                "{{instance}}",
+                "min by (client, instance) (novita_retry_budget_tokens{client=~\"$client\"})"
+                    .to_owned(),
+                "{{client}} {{instance}}",
             )],
         },
         Panel {
@@ -252,10 +267,10 @@ fn panels(spec: &Spec) -> Vec<Panel> {
                 ),
                 (
                     format!(
-                        "max by (model) ({}) > 0",
+                        "max by (client, model) ({}) > 0",
                         of("novita_pacing_interval_seconds", "")
                     ),
-                    "{{model}} pacing interval",
+                    "{{client}} {{model}} pacing interval",
                 ),
             ],
         },
@@ -267,9 +282,10 @@ fn panels(spec: &Spec) -> Vec<Panel> {
             kind: Kind::Series,
             unit: "short",
             queries: vec![(
-                "sum by (instance) (increase(novita_store_fallbacks_total[$__rate_interval]))"
+                "sum by (client, instance) \
+                 (increase(novita_store_fallbacks_total{client=~\"$client\"}[$__rate_interval]))"
                     .to_owned(),
-                "{{instance}}",
+                "{{client}} {{instance}}",
             )],
         },
     ]
@@ -350,6 +366,19 @@ pub(crate) fn render(spec: &Spec) -> String {
             "label": "Prometheus",
             "type": "datasource",
             "query": "prometheus",
+        },
+        {
+            "name": "client",
+            "label": "Client",
+            "type": "query",
+            "datasource": datasource(),
+            "query": { "query": "label_values(novita_calls_total, client)", "refId": "clients" },
+            "definition": "label_values(novita_calls_total, client)",
+            "refresh": 2,
+            "multi": true,
+            "includeAll": true,
+            "allValue": ".*",
+            "current": { "text": "All", "value": "$__all" },
         },
         {
             "name": "model",

@@ -194,16 +194,21 @@ fn tpm_alert(ops: &Ops) -> Alert {
                 false,
             ),
         ] {
+            // Two clients share the model's limit: the alert adds up their tokens.
             let prompt = per_minute * 2 / 3;
             tests.push(AlertTest {
                 description,
                 series: vec![
                     (
-                        format!("novita_tokens_total{{model=\"{model}\",kind=\"prompt\"}}"),
+                        format!(
+                            "novita_tokens_total{{client=\"default\",model=\"{model}\",kind=\"prompt\"}}"
+                        ),
                         format!("0+{prompt}x{samples}"),
                     ),
                     (
-                        format!("novita_tokens_total{{model=\"{model}\",kind=\"completion\"}}"),
+                        format!(
+                            "novita_tokens_total{{client=\"batch\",model=\"{model}\",kind=\"completion\"}}"
+                        ),
                         format!("0+{}x{samples}", per_minute - prompt),
                     ),
                 ],
@@ -311,11 +316,15 @@ fn slo_alert(slo: &Slo, burns: &[Burn; 2], tier: Tier, per_model: bool) -> Alert
 fn calls(model: &str, success: String, gave_up: String) -> [(String, String); 2] {
     [
         (
-            format!("novita_calls_total{{model=\"{model}\",outcome=\"success\"}}"),
+            format!(
+                "novita_calls_total{{client=\"default\",model=\"{model}\",outcome=\"success\"}}"
+            ),
             success,
         ),
         (
-            format!("novita_calls_total{{model=\"{model}\",outcome=\"gave_up\"}}"),
+            format!(
+                "novita_calls_total{{client=\"default\",model=\"{model}\",outcome=\"gave_up\"}}"
+            ),
             gave_up,
         ),
     ]

@@ -110,6 +110,70 @@ fn every_query_names_only_emitted_metrics_or_recording_rules() {
     assert!(checked > 30, "only {checked} expressions were checked");
 }
 
+/// Every alert, recording rule and dashboard expression, each with where it is.
+fn every_expression(spec: &Spec) -> Vec<(String, String)> {
+    let mut exprs: Vec<(String, String)> = spec
+        .alerts
+        .iter()
+        .map(|alert| (format!("alert {}", alert.name), alert.expr.clone()))
+        .chain(spec.records.iter().map(|record| {
+            (
+                format!("recording rule {}", record.name),
+                record.expr.clone(),
+            )
+        }))
+        .collect();
+    let dashboard: Value = serde_json::from_str(&read(DASHBOARD)).expect("the dashboard is JSON");
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        let title = panel["title"].as_str().unwrap_or_default();
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("a target's expr");
+            exprs.push((format!("panel {title:?}"), expr.to_owned()));
+        }
+    }
+    exprs
+}
+
+#[test]
+fn the_breaker_is_read_by_its_state_label_and_the_gauges_per_client() {
+    // `novita_breaker_state` is 1 on the series of the current state: a selector without
+    // `state` would mix the three series (the old 0/1/2 encoding). The gauges hold one
+    // client's state each, so an aggregation over them keeps `client`.
+    let spec = spec();
+    let mut read_breaker = 0;
+    for (place, expr) in every_expression(&spec) {
+        for (at, _) in expr.match_indices("novita_breaker_state") {
+            read_breaker += 1;
+            let selector = expr[at..]
+                .split_once('}')
+                .map_or("", |(selector, _)| selector);
+            assert!(
+                expr[at + "novita_breaker_state".len()..].starts_with('{')
+                    && (selector.contains("state=\"open\"")
+                        || selector.contains("state=\"half_open\"")
+                        || selector.contains("state=\"closed\"")),
+                "{place} reads novita_breaker_state without selecting a state: {expr}"
+            );
+        }
+        for gauge in [
+            "novita_breaker_state",
+            "novita_retry_budget_tokens",
+            "novita_pacing_interval_seconds",
+        ] {
+            if expr.contains(gauge) {
+                assert!(
+                    expr.contains("by (client,"),
+                    "{place} aggregates {gauge} without keeping client: {expr}"
+                );
+            }
+        }
+    }
+    assert!(
+        read_breaker >= 2,
+        "the alert and the dashboard read the breaker"
+    );
+}
+
 #[test]
 fn every_alert_links_its_runbook_section() {
     let spec = spec();
