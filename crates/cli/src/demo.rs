@@ -473,6 +473,7 @@ fn build<'a>(
     let client = if asynchronous {
         let client = runtime.block_on(async {
             novita_reqwest::Client::builder()
+                .name(DEMO_REQWEST)
                 .api_key(key)
                 .base_url(server.base_url())
                 .fallback_models(fallbacks)
@@ -482,6 +483,7 @@ fn build<'a>(
         Client::Async(client.map_err(|error| error.to_string())?, runtime)
     } else {
         let client = novita_ureq::Client::builder()
+            .name(DEMO_UREQ)
             .api_key(key)
             .base_url(server.base_url())
             .fallback_models(fallbacks)
@@ -491,6 +493,11 @@ fn build<'a>(
     };
     Ok(client)
 }
+
+/// The names of the demo's clients, their metrics' `client` label: one per adapter, so the
+/// scrape tells the adapters' series apart.
+const DEMO_REQWEST: &str = "demo-reqwest";
+const DEMO_UREQ: &str = "demo-ureq";
 
 fn play(scenario: &Scenario, client: &Client<'_>, server: &MockServer) -> Row {
     let request = if scenario.tools {

@@ -149,6 +149,22 @@ fn the_demo_serves_prometheus_metrics() {
     ] {
         assert!(body.contains(expected), "no {expected} in\n{body}");
     }
+    // Every series names the client it came from: the demo names one per adapter.
+    for line in body.lines().filter(|line| line.starts_with("novita_")) {
+        assert!(
+            line.contains("client=\"demo-ureq\"") || line.contains("client=\"demo-reqwest\""),
+            "no client label: {line}"
+        );
+    }
+    // The breaker is one series per state (1 on the current one, 0 on the others).
+    for state in ["closed", "half_open", "open"] {
+        assert!(
+            body.lines()
+                .any(|line| line.starts_with("novita_breaker_state{")
+                    && line.contains(&format!("state=\"{state}\""))),
+            "no {state} series in\n{body}"
+        );
+    }
     // The labels of a 429 TPM retry, as the alert rules select them.
     assert!(
         body.lines()
