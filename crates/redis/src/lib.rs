@@ -66,7 +66,8 @@ pub mod testing;
 mod url;
 
 use std::fmt;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use novita_core::store::{AsyncStore, BlockingStore, Exchange, StoreError, StoreFuture, Verdict};
@@ -82,6 +83,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 /// The default number of idle blocking connections a store keeps.
 pub const DEFAULT_IDLE_CONNECTIONS: usize = 8;
 
+/// How often the background reconnection tries a Redis that cannot be reached.
+const RECONNECT_EVERY: Duration = Duration::from_millis(250);
+
 /// The shortest timeout a connection accepts (the operating system refuses zero).
 const SHORTEST_TIMEOUT: Duration = Duration::from_millis(1);
 
@@ -89,9 +93,12 @@ const SHORTEST_TIMEOUT: Duration = Duration::from_millis(1);
 ///
 /// Blocking exchanges use plain connections from a small pool: each exchange takes an idle
 /// connection (or opens one) and gives it back once answered, so concurrent callers never
-/// wait for each other, only for Redis. Async exchanges share one multiplexed connection,
-/// opened on the first async exchange, on the Tokio runtime that runs it, and reopened on
-/// the exchange after a failure. Both are bounded in time (see [`RedisStoreBuilder`]).
+/// wait for each other, only for Redis. When Redis cannot be reached, a background thread
+/// reconnects (every 250 ms, one thread per store, ending with the store) and blocking
+/// exchanges fail at once meanwhile, so no call waits on a connection attempt. Async
+/// exchanges share one multiplexed connection, opened on the first async exchange, on the
+/// Tokio runtime that runs it, and reopened by its manager after a failure. Both are
+/// bounded in time (see [`RedisStoreBuilder`]).
 pub struct RedisStore {
     client: redis::Client,
     /// The URL without its password, for messages.
@@ -100,7 +107,10 @@ pub struct RedisStore {
     read_timeout: Duration,
     write_timeout: Duration,
     max_idle: usize,
-    idle: Mutex<Vec<redis::Connection>>,
+    /// Shared with the background reconnection, which leaves its connection here.
+    idle: Arc<Mutex<Vec<redis::Connection>>>,
+    /// A background thread is reconnecting: blocking exchanges fail at once until it has.
+    reconnecting: Arc<AtomicBool>,
     manager: OnceLock<ConnectionManager>,
     script: redis::Script,
 }
@@ -185,7 +195,8 @@ impl RedisStoreBuilder {
             read_timeout: self.read_timeout,
             write_timeout: self.write_timeout,
             max_idle: self.max_idle,
-            idle: Mutex::new(Vec::new()),
+            idle: Arc::new(Mutex::new(Vec::new())),
+            reconnecting: Arc::new(AtomicBool::new(false)),
             manager: OnceLock::new(),
             script: redis::Script::new(script::SOURCE),
         })
@@ -275,7 +286,22 @@ impl RedisStore {
             .pop();
         let mut connection = match idle {
             Some(connection) => connection,
-            None => self.connect()?,
+            None if self.reconnecting.load(Ordering::Acquire) => {
+                return Err(StoreError(
+                    format!(
+                        "Redis at {} cannot be reached; reconnecting in the background",
+                        self.address
+                    )
+                    .into(),
+                ));
+            }
+            None => match self.connect() {
+                Ok(connection) => connection,
+                Err(error) => {
+                    self.reconnect_in_background();
+                    return Err(error);
+                }
+            },
         };
         let (keys, args) = script::keys_and_args(exchange, now);
         let mut invocation = self.script.prepare_invoke();
@@ -297,6 +323,9 @@ impl RedisStore {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .clear();
+                if error.is_io_error() || error.is_connection_dropped() || error.is_timeout() {
+                    self.reconnect_in_background();
+                }
                 Err(self.failed(&error))
             }
         }
@@ -338,15 +367,52 @@ impl RedisStore {
 
     /// A new blocking connection, with the store's timeouts.
     fn connect(&self) -> Result<redis::Connection, StoreError> {
-        let connection = self
-            .client
-            .get_connection_with_timeout(self.connect_timeout)
-            .map_err(|error| self.failed(&error))?;
-        connection
-            .set_read_timeout(Some(self.read_timeout))
-            .and_then(|()| connection.set_write_timeout(Some(self.write_timeout)))
-            .map_err(|error| self.failed(&error))?;
-        Ok(connection)
+        self.timeouts()
+            .connect(&self.client)
+            .map_err(|error| self.failed(&error))
+    }
+
+    fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            connect: self.connect_timeout,
+            read: self.read_timeout,
+            write: self.write_timeout,
+        }
+    }
+
+    /// Starts the background reconnection, unless it runs already: a thread that tries
+    /// Redis every [`RECONNECT_EVERY`] and leaves the first connection it gets in the pool.
+    /// It ends then, or once the store is dropped. Should no thread start, exchanges go
+    /// back to connecting themselves.
+    fn reconnect_in_background(&self) {
+        if self.reconnecting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let client = self.client.clone();
+        let timeouts = self.timeouts();
+        let idle = Arc::downgrade(&self.idle);
+        let reconnecting = Arc::clone(&self.reconnecting);
+        let started = std::thread::Builder::new()
+            .name("novita-redis-reconnect".to_owned())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(RECONNECT_EVERY);
+                    // The store is gone: nobody needs the connection.
+                    let Some(idle) = idle.upgrade() else {
+                        return;
+                    };
+                    if let Ok(connection) = timeouts.connect(&client) {
+                        idle.lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push(connection);
+                        reconnecting.store(false, Ordering::Release);
+                        return;
+                    }
+                }
+            });
+        if started.is_err() {
+            self.reconnecting.store(false, Ordering::Release);
+        }
     }
 
     /// The async connection manager, created on the first async exchange (it needs the
@@ -370,6 +436,23 @@ impl RedisStore {
     /// `error` as a [`StoreError`] naming the server (without its password).
     fn failed(&self, error: &redis::RedisError) -> StoreError {
         StoreError(format!("Redis at {}: {error}", self.address).into())
+    }
+}
+
+/// The timeouts of a blocking connection, for the store and its reconnecting thread.
+#[derive(Clone, Copy, Debug)]
+struct Timeouts {
+    connect: Duration,
+    read: Duration,
+    write: Duration,
+}
+
+impl Timeouts {
+    fn connect(self, client: &redis::Client) -> redis::RedisResult<redis::Connection> {
+        let connection = client.get_connection_with_timeout(self.connect)?;
+        connection.set_read_timeout(Some(self.read))?;
+        connection.set_write_timeout(Some(self.write))?;
+        Ok(connection)
     }
 }
 

@@ -576,9 +576,10 @@ fn a_script_error_is_a_store_error_and_the_store_goes_on() {
     store.run_blocking(&call(&fresh_scope(), "m")).unwrap();
 }
 
-/// Whether `attempt` succeeds within a few tries (a reconnection may cost one).
+/// Whether `attempt` succeeds within a second of tries 20 ms apart.
 fn recovers(mut attempt: impl FnMut() -> bool) -> bool {
-    (0..5).any(|_| {
+    // Up to a second: the blocking pool's background reconnection tries every 250 ms.
+    (0..50).any(|_| {
         let ok = attempt();
         if !ok {
             std::thread::sleep(ms(20));
@@ -610,6 +611,14 @@ fn a_dead_server_fails_exchanges_fast_and_a_restarted_one_is_found_again() {
         runtime.block_on(store.run_async(&exchange())).unwrap_err();
         assert!(started.elapsed() < ms(500), "{:?}", started.elapsed());
     }
+
+    // The first failure started the background reconnection: the blocking exchanges since
+    // then fail without trying to connect themselves.
+    let error = store.run_blocking(&exchange()).unwrap_err();
+    assert!(
+        error.to_string().contains("reconnecting in the background"),
+        "{error}"
+    );
 
     server.restart();
     assert!(recovers(|| store.run_blocking(&exchange()).is_ok()));
