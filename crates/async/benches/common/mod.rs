@@ -21,8 +21,9 @@ impl Fixture {
             .base_url(server.base_url())
             .build()
             .expect("the client builds");
-        // Built after ours, which installs ring as the process's rustls provider: reqwest
-        // has no provider of its own in this workspace (see crates/async/Cargo.toml).
+        // reqwest has no rustls provider of its own in this workspace and ours installs
+        // none (see crates/async/Cargo.toml): the raw client needs the process's default.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let raw = reqwest::Client::builder()
             .build()
             .expect("the raw client builds");
