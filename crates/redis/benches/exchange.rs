@@ -33,14 +33,15 @@ fn exchange(c: &mut Criterion) {
     let call = call();
     store.run_blocking(&call).expect("Redis answers");
 
-    c.bench_function("exchange/blocking", |b| {
+    let mut group = c.benchmark_group("exchange");
+    group.bench_function("blocking", |b| {
         b.iter(|| store.run_blocking(black_box(&call)).expect("Redis answers"));
     });
 
     // Four threads sharing the store: the time per exchange of the whole, which stays
     // near the single-threaded one divided by the parallelism if the pool never makes
     // callers queue behind each other.
-    c.bench_function("exchange/blocking-4-threads", |b| {
+    group.bench_function("blocking-4-threads", |b| {
         b.iter_custom(|iters| {
             let started = Instant::now();
             std::thread::scope(|threads| {
@@ -63,13 +64,14 @@ fn exchange(c: &mut Criterion) {
     runtime
         .block_on(store.run_async(&call))
         .expect("Redis answers");
-    c.bench_function("exchange/async", |b| {
+    group.bench_function("async", |b| {
         b.iter(|| {
             runtime
                 .block_on(store.run_async(black_box(&call)))
                 .expect("Redis answers")
         });
     });
+    group.finish();
 }
 
 /// What Redis adds to a whole call: a chat completion through each adapter against
