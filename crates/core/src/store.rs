@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 pub use novita_policy::Facts;
 use novita_policy::catalog::RateLimit;
-use novita_policy::limits::Gcra;
+use novita_policy::limits::{self, Gcra};
 
 use sha2::{Digest, Sha256};
 
@@ -403,14 +403,13 @@ impl Step {
     /// How long after `now` a call must wait given the TAT `tat`; zero when it conforms.
     #[must_use]
     pub fn wait(&self, tat: Duration, now: Duration) -> Duration {
-        let ahead = self.tolerance.saturating_sub(self.increment);
-        tat.saturating_sub(ahead).saturating_sub(now)
+        limits::step(tat, now, self.increment, self.tolerance).wait(now)
     }
 
     /// The TAT once a conforming call is charged at `now`.
     #[must_use]
     pub fn charge(&self, tat: Duration, now: Duration) -> Duration {
-        tat.max(now).saturating_add(self.increment)
+        limits::step(tat, now, self.increment, self.tolerance).new_tat
     }
 }
 
@@ -424,14 +423,7 @@ impl Shift {
     /// The TAT `tat` moved by this shift at `now`, within `now..=max(tat, now + ceiling)`.
     #[must_use]
     pub fn apply(&self, tat: Duration, now: Duration) -> Duration {
-        let moved = if self.back {
-            tat.saturating_sub(self.by)
-        } else {
-            tat.saturating_add(self.by)
-        };
-        moved
-            .max(now)
-            .min(now.saturating_add(self.ceiling).max(tat))
+        limits::shift(tat, now, self.by, self.back, self.ceiling)
     }
 }
 

@@ -246,15 +246,7 @@ impl Gcra {
     /// ```
     #[must_use]
     pub fn verdict(&self, tat: Duration, now: Duration, cost: u64) -> Verdict {
-        let increment = self.increment(cost);
-        // A call dearer than the tolerance goes once the TAT has caught up with `now`.
-        let ahead = self.tolerance.saturating_sub(increment);
-        let allowed_at = tat.saturating_sub(ahead);
-        let new_tat = tat.max(now).saturating_add(increment);
-        Verdict {
-            allowed_at,
-            new_tat,
-        }
+        step(tat, now, self.increment(cost), self.tolerance)
     }
 
     /// The TAT after a call charged `estimated` units turned out to cost `actual`: moved
@@ -262,14 +254,46 @@ impl Gcra {
     /// past) and never beyond `now + PERIOD + tolerance` (the debt stays bounded).
     #[must_use]
     pub fn correct(&self, tat: Duration, now: Duration, estimated: u64, actual: u64) -> Duration {
-        let corrected = if actual >= estimated {
-            tat.saturating_add(self.increment(actual - estimated))
-        } else {
-            tat.saturating_sub(self.increment(estimated - actual))
-        };
-        let most = now.saturating_add(PERIOD).saturating_add(self.tolerance);
-        corrected.max(now).min(most.max(tat))
+        shift(
+            tat,
+            now,
+            self.increment(estimated.abs_diff(actual)),
+            actual < estimated,
+            PERIOD.saturating_add(self.tolerance),
+        )
     }
+}
+
+/// The GCRA step for a call whose units take `increment` at the limit's pace, under
+/// `tolerance` (what [`Gcra::verdict`] computes from a limit and a cost): a call dearer than
+/// the tolerance goes once the TAT has caught up with `now`. A shared store runs the same
+/// step on increments its clients computed.
+#[must_use]
+pub fn step(tat: Duration, now: Duration, increment: Duration, tolerance: Duration) -> Verdict {
+    let ahead = tolerance.saturating_sub(increment);
+    Verdict {
+        allowed_at: tat.saturating_sub(ahead),
+        new_tat: tat.max(now).saturating_add(increment),
+    }
+}
+
+/// The TAT `tat` moved by `by` (earlier when `back`), never below `now` (unused allowance
+/// does not carry into the past) and never beyond `max(tat, now + ceiling)` (the debt stays
+/// bounded): [`Gcra::correct`]'s move, for a store that is told the amounts.
+#[must_use]
+pub fn shift(
+    tat: Duration,
+    now: Duration,
+    by: Duration,
+    back: bool,
+    ceiling: Duration,
+) -> Duration {
+    let moved = if back {
+        tat.saturating_sub(by)
+    } else {
+        tat.saturating_add(by)
+    };
+    moved.max(now).min(now.saturating_add(ceiling).max(tat))
 }
 
 /// The TATs of one model: one per dimension. `Duration::ZERO` is "idle since the origin".

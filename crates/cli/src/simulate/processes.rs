@@ -19,6 +19,7 @@ use novita_policy::ModelLimits;
 
 use super::fleet::{self, Tally};
 use super::novita::NovitaClient;
+use super::report;
 use super::server::{Answer, ServerProfile};
 use super::workload::{CALL_INTERVAL, LOAD_WINDOW, Workload, client_seed};
 
@@ -126,38 +127,12 @@ pub(crate) fn render(processes: usize, seed: u64, markdown: bool) -> String {
         })
         .collect();
     if markdown {
-        let _ = writeln!(out, "| {} |", header.join(" | "));
-        let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
-        for row in &cells {
-            let _ = writeln!(out, "| {} |", row.join(" | "));
-        }
+        let rows: Vec<Vec<String>> = cells.into_iter().map(Vec::from).collect();
+        out.push_str(&report::markdown_table(&header, &rows));
     } else {
-        let widths: Vec<usize> = (0..header.len())
-            .map(|column| {
-                cells
-                    .iter()
-                    .map(|row| row[column].len())
-                    .chain([header[column].len()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let line = |values: Vec<&str>| {
-            values
-                .iter()
-                .zip(&widths)
-                .map(|(value, width)| format!("{value:<width$}"))
-                .collect::<Vec<_>>()
-                .join("  ")
-        };
-        let _ = writeln!(out, "{}", line(header.to_vec()).trim_end());
-        for row in &cells {
-            let _ = writeln!(
-                out,
-                "{}",
-                line(row.iter().map(String::as_str).collect()).trim_end()
-            );
-        }
+        let rows: Vec<(&str, Vec<String>)> =
+            cells.into_iter().map(|row| ("", Vec::from(row))).collect();
+        out.push_str(&report::plain_table("", &header, &rows));
     }
     let _ = writeln!(
         out,

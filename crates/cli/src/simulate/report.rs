@@ -131,19 +131,53 @@ pub(crate) fn render(tables: &[Table], markdown: bool) -> String {
 fn render_plain(out: &mut String, table: &Table) {
     let _ = writeln!(out, "{}", header(table));
     let _ = writeln!(out, "  {}", table.scenario.describe());
-    let rows: Vec<[String; 7]> = table.results.iter().map(cells).collect();
-    let widths: Vec<usize> = (0..HEADINGS.len())
+    let rows: Vec<(&str, Vec<String>)> = table
+        .results
+        .iter()
+        .map(|result| {
+            let marker = if result.strategy == Strategy::Novita {
+                "> "
+            } else {
+                "  "
+            };
+            (marker, cells(result).to_vec())
+        })
+        .collect();
+    out.push_str(&plain_table("  ", &HEADINGS, &rows));
+}
+
+fn render_markdown(out: &mut String, table: &Table) {
+    let _ = writeln!(out, "### {}\n", header(table));
+    let _ = writeln!(out, "{}.\n", capitalize(table.scenario.describe()));
+    let rows: Vec<Vec<String>> = table
+        .results
+        .iter()
+        .map(|result| {
+            let mut row = cells(result);
+            if result.strategy == Strategy::Novita {
+                row[0] = format!("**{}** (ours)", row[0]);
+            }
+            row.to_vec()
+        })
+        .collect();
+    out.push_str(&markdown_table(&HEADINGS, &rows));
+}
+
+/// A plain-text table: the first column left-aligned and the others right-aligned, each as
+/// wide as its widest cell; every row after its marker, the headings after `indent`.
+pub(super) fn plain_table(indent: &str, headings: &[&str], rows: &[(&str, Vec<String>)]) -> String {
+    let widths: Vec<usize> = (0..headings.len())
         .map(|column| {
             rows.iter()
-                .map(|row| row[column].len())
-                .chain([HEADINGS[column].len()])
+                .map(|(_, row)| row[column].len())
+                .chain([headings[column].len()])
                 .max()
                 .unwrap_or(0)
         })
         .collect();
-    let line = |marker: &str, row: &[String]| {
+    let line = |marker: &str, row: &mut dyn Iterator<Item = &str>| {
         let mut text = String::from(marker);
-        for (column, cell) in row.iter().enumerate() {
+        for (column, cell) in row.enumerate() {
             let width = widths[column];
             if column == 0 {
                 let _ = write!(text, "{cell:<width$}");
@@ -151,32 +185,27 @@ fn render_plain(out: &mut String, table: &Table) {
                 let _ = write!(text, "  {cell:>width$}");
             }
         }
+        text.push('\n');
         text
     };
-    let headings = HEADINGS.map(str::to_owned);
-    let _ = writeln!(out, "{}", line("  ", &headings));
-    for (result, row) in table.results.iter().zip(&rows) {
-        let marker = if result.strategy == Strategy::Novita {
-            "> "
-        } else {
-            "  "
-        };
-        let _ = writeln!(out, "{}", line(marker, row));
+    let mut out = line(indent, &mut headings.iter().copied());
+    for (marker, row) in rows {
+        out.push_str(&line(marker, &mut row.iter().map(String::as_str)));
     }
+    out
 }
 
-fn render_markdown(out: &mut String, table: &Table) {
-    let _ = writeln!(out, "### {}\n", header(table));
-    let _ = writeln!(out, "{}.\n", capitalize(table.scenario.describe()));
-    let _ = writeln!(out, "| {} |", HEADINGS.join(" | "));
-    let _ = writeln!(out, "|:--|--:|--:|--:|--:|--:|--:|");
-    for result in &table.results {
-        let mut row = cells(result);
-        if result.strategy == Strategy::Novita {
-            row[0] = format!("**{}** (ours)", row[0]);
-        }
+/// A Markdown table, the first column left-aligned and the others right-aligned.
+pub(super) fn markdown_table(headings: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = format!(
+        "| {} |\n|:--|{}\n",
+        headings.join(" | "),
+        "--:|".repeat(headings.len() - 1)
+    );
+    for row in rows {
         let _ = writeln!(out, "| {} |", row.join(" | "));
     }
+    out
 }
 
 /// The line naming the scenario, the fleet and the seed.

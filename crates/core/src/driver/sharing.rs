@@ -43,22 +43,11 @@ impl CallDriver {
             self.urgent_news = false;
             return None;
         };
-        let charge = if self.urgent_news {
-            None
-        } else if now >= not_before && self.share == Share::Due {
-            let model = &self.models[self.call.model()];
-            if self.core.lock().state.limit_hold(model, now).is_some() {
-                // The store said when to ask again; admission waits until then.
-                return None;
-            }
-            self.core
-                .config()
-                .limits
-                .get(model)
-                .map(|limits| charge_of(limits, self.call.estimated_tokens()))
-        } else {
+        let urgent = self.urgent_news;
+        if !urgent && (now < not_before || self.share != Share::Due) {
             return None;
-        };
+        }
+        let model = &self.models[self.call.model()];
         let mut shared = self.core.lock();
         if shared
             .outbox
@@ -69,16 +58,28 @@ impl CallDriver {
             self.urgent_news = false;
             return None;
         }
+        let charge = if urgent {
+            None
+        } else if shared.state.limit_hold(model, now).is_some() {
+            // The store said when to ask again; admission waits until then.
+            return None;
+        } else {
+            self.core
+                .config()
+                .limits
+                .get(model)
+                .map(|limits| charge_of(limits, self.call.estimated_tokens()))
+        };
         let exchange = Exchange {
             scope: scope.to_owned(),
-            model: self.models[self.call.model()].clone(),
+            model: model.clone(),
             news: std::mem::take(&mut shared.outbox.news),
             budget_delta: std::mem::take(&mut shared.outbox.budget_delta),
             budget_capacity: self.core.config().budget.capacity,
             charge,
         };
         drop(shared);
-        if !self.urgent_news {
+        if !urgent {
             self.share = Share::Asked(charge);
         }
         self.urgent_news = false;
