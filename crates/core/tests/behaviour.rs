@@ -1420,7 +1420,7 @@ fn row_503_an_open_breaker_holds_calls_through_an_outage_then_releases_them_in_o
         probe_gaps[0] > probe_gaps[2],
         "probes back off: {probe_gaps:?}"
     );
-    // After the probe succeeds, the held calls go out paced and first come first served.
+    // After the probe succeeds, the held calls go out paced and oldest first.
     let released: Vec<(usize, Duration)> = sent
         .iter()
         .copied()
@@ -1505,7 +1505,7 @@ fn row_503_held_calls_do_not_spin_while_the_probe_is_out() {
             "a held call polls, it does not spin: {wait:?}"
         );
     }
-    // The probe succeeds: the line leaves first come first served, paced, none spinning.
+    // The probe succeeds: the line leaves oldest first, paced, none spinning.
     let report = probe.handle_success(200, h.clock());
     assert_eq!(report.attempts, 1);
     let mut order = Vec::new();
@@ -1541,15 +1541,123 @@ fn row_503_held_calls_do_not_spin_while_the_probe_is_out() {
         }
         h.advance(soonest);
     }
-    assert_eq!(
-        order,
-        (0..16).collect::<Vec<_>>(),
-        "first come first served"
-    );
+    assert_eq!(order, (0..16).collect::<Vec<_>>(), "oldest first");
     let took = h.now - released;
     assert!(took >= ms(500), "released paced, not as a herd: {took:?}");
     // Each call asks about once per slot ahead of it, not every millisecond.
     assert!(polls <= 16 * 16 * 2, "{polls} polls in {took:?}");
+}
+
+#[test]
+fn row_503_under_congestion_control_a_burst_of_503s_is_one_signal() {
+    let mut h = Harness::new();
+    let full = h.core.retry_budget();
+    // Sixteen calls go out together; a 429 without a hint puts the model under congestion
+    // control, then the other fifteen come back 503: the server is overloaded, not down.
+    let mut calls: Vec<CallDriver> = (0..16).map(|_| h.start(chat(MODEL))).collect();
+    for call in &mut calls {
+        let _ = h.send(call);
+    }
+    h.advance(ms(20));
+    let clock = h.clock();
+    calls[0].handle_response(429, &NO_HEADERS, b"", clock);
+    let paced = h.core.pacing(MODEL, h.now);
+    assert!(paced > Duration::ZERO);
+    for call in &mut calls[1..] {
+        call.handle_response(503, &NO_HEADERS, b"", clock);
+    }
+    assert_eq!(
+        h.core.pacing(MODEL, h.now),
+        paced,
+        "the 503s belong to the congestion event the 429 began"
+    );
+    assert_eq!(
+        h.core.breaker(MODEL, h.now),
+        BreakerState::Closed,
+        "fifteen 503s of one burst count once, far below the breaker's threshold of 10"
+    );
+    let throttled_cost = PolicyConfig::default().budget.throttled_cost;
+    assert_eq!(
+        full - h.core.retry_budget(),
+        16 * throttled_cost,
+        "a retry that waits for a paced slot costs what a throttled retry costs"
+    );
+    // Every call then goes out again at the paced rate, and succeeds.
+    let retried = std::mem::take(&mut calls);
+    let (results, sent) = run_together(&mut h, retried, |_, _| ok());
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let spread = sent.last().unwrap().1 - sent.first().unwrap().1;
+    assert!(spread >= paced * 10, "paced, not at once: {sent:?}");
+}
+
+#[test]
+fn row_503_the_youngest_held_call_probes_and_the_oldest_keep_their_place() {
+    let mut config = PolicyConfig::default();
+    config.breaker.failure_threshold = 2;
+    // Released calls go a second apart, longer than a first backoff.
+    config.pacing.release_rate = 1.0;
+    let mut h = Harness::with(config.clone(), &[]);
+    let mut first = h.start(chat(MODEL));
+    let _ = h.send(&mut first);
+    first.handle_response(503, &NO_HEADERS, b"", h.clock());
+    let backoff = h.wait(&mut first);
+    h.advance(backoff);
+    let _ = h.send(&mut first);
+    first.handle_response(503, &NO_HEADERS, b"", h.clock());
+    assert!(matches!(
+        h.core.breaker(MODEL, h.now),
+        BreakerState::Open { .. }
+    ));
+    // Three calls are held, arriving half a second apart.
+    let mut oldest = h.start(chat(MODEL));
+    let _ = h.wait(&mut oldest);
+    h.advance(ms(500));
+    let mut middle = h.start(chat(MODEL));
+    let _ = h.wait(&mut middle);
+    h.advance(ms(500));
+    let mut youngest = h.start(chat(MODEL));
+    let _ = h.wait(&mut youngest);
+    // The breaker half-opens: the youngest carries the probe, whoever asks first.
+    h.advance(config.breaker.open_for);
+    let oldest_wakes = h.now + h.wait(&mut oldest);
+    let middle_wakes = h.now + h.wait(&mut middle);
+    let _ = h.send(&mut youngest);
+    h.advance(ms(100));
+    let probe = youngest.handle_success(200, h.clock());
+    assert_eq!(probe.attempts, 1);
+    // Released oldest first; the oldest fails again on the overloaded server.
+    h.advance(oldest_wakes.max(middle_wakes) - h.now);
+    let _ = h.send(&mut oldest);
+    let mut middle_wakes = h.now + h.wait(&mut middle);
+    h.advance(ms(100));
+    oldest.handle_response(503, &NO_HEADERS, b"", h.clock());
+    let mut oldest_wakes = h.now;
+    // Back from its backoff, the oldest takes its place again ahead of the middle call.
+    let mut order = Vec::new();
+    while order.len() < 2 {
+        let (name, call, wakes) = if !order.contains(&"oldest")
+            && (order.contains(&"middle") || oldest_wakes <= middle_wakes)
+        {
+            ("oldest", &mut oldest, &mut oldest_wakes)
+        } else {
+            ("middle", &mut middle, &mut middle_wakes)
+        };
+        h.advance(wakes.saturating_sub(h.now));
+        let polled = call.poll(h.now);
+        match polled {
+            Poll::Send(_) => {
+                order.push(name);
+                let _ = call.handle_success(200, h.clock());
+            }
+            Poll::Wait(wait) => *wakes = h.now + wait,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        order,
+        ["oldest", "middle"],
+        "oldest first: earliest deadline first"
+    );
 }
 
 /// A configuration limiting [`MODEL`] to `rpm` requests and `tpm` tokens a minute.

@@ -5,19 +5,22 @@
 //! probe (the default, [`WhenOpen::Hold`]), or fail fast ([`WhenOpen::FailFast`]).
 //! Half-open: one probe call is let through; its success closes the breaker, its failure
 //! opens it again for twice as long as before (up to `max_open_for`), so probes back off
-//! through a long outage. A probe that never reports back (its call was dropped) is
+//! through a long outage. Each open period is shortened at random by up to half, so the
+//! clients of a fleet, which all open when an outage begins, do not probe in step. A probe that never reports back (its call was dropped) is
 //! assumed lost after `max_open_for`, so the breaker cannot stick half-open.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Draw;
+
 /// What an open breaker does with calls that have no fallback model left.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum WhenOpen {
-    /// Hold them, first come first served, until a probe finds the model healthy or their
+    /// Hold them, oldest first, until a probe finds the model healthy or their
     /// deadline would pass: a call rides out an outage shorter than its deadline.
     #[default]
     Hold,
@@ -36,7 +39,8 @@ pub struct BreakerConfig {
     /// a call or two. At least 1.
     pub failure_threshold: u32,
     /// How long the breaker stays open before its first probe. Default 2 s: a short outage
-    /// costs callers little. At most `max_open_for`.
+    /// costs callers little. At most `max_open_for`. Each period the breaker is open is
+    /// this (or the doubled period after a failed probe) shortened at random by up to half.
     #[serde(with = "humantime_serde")]
     pub open_for: Duration,
     /// The longest open period: each failed probe doubles the period up to this. Default
@@ -161,19 +165,29 @@ impl Breaker {
     }
 
     /// Records a failure at `now`; returns `true` if this failure opened the breaker.
-    pub fn on_failure(&mut self, now: Duration, config: &BreakerConfig) -> bool {
+    ///
+    /// The breaker stays open for its period shortened by up to half at random (`draw`:
+    /// [`Draw::MIN`] keeps the whole period), so that clients that opened together, as
+    /// every client of a fleet does when an outage begins, do not probe together, and a
+    /// probe that keeps landing at the same moment of a server's rate window does not keep
+    /// failing there.
+    pub fn on_failure(&mut self, now: Duration, config: &BreakerConfig, draw: Draw) -> bool {
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-        if self.probe_since.is_some() {
+        let period = if self.probe_since.is_some() {
             // The probe failed: open again, for twice as long.
-            let period = self.open_period.saturating_mul(2).min(config.max_open_for);
-            self.open(now, period.max(config.open_for.min(config.max_open_for)));
-            return true;
-        }
-        if self.open_until.is_none() && self.consecutive_failures >= config.failure_threshold {
-            self.open(now, config.open_for.min(config.max_open_for));
-            return true;
-        }
-        false
+            self.open_period
+                .saturating_mul(2)
+                .min(config.max_open_for)
+                .max(config.open_for.min(config.max_open_for))
+        } else if self.open_until.is_none() && self.consecutive_failures >= config.failure_threshold
+        {
+            config.open_for.min(config.max_open_for)
+        } else {
+            return false;
+        };
+        self.open(now, period);
+        self.open_until = Some(now.saturating_add(period.mul_f64(1.0 - 0.5 * draw.get())));
+        true
     }
 
     /// Keeps the breaker open until at least `until`, as another process sharing the
@@ -265,10 +279,13 @@ mod tests {
     #[test]
     fn opens_after_the_threshold_and_fails_fast() {
         let mut breaker = Breaker::new();
-        assert!(!breaker.on_failure(at(0), &CONFIG));
-        assert!(!breaker.on_failure(at(1), &CONFIG));
+        assert!(!breaker.on_failure(at(0), &CONFIG, Draw::MIN));
+        assert!(!breaker.on_failure(at(1), &CONFIG, Draw::MIN));
         assert!(breaker.try_pass(at(1), &CONFIG));
-        assert!(breaker.on_failure(at(2), &CONFIG), "third failure opens");
+        assert!(
+            breaker.on_failure(at(2), &CONFIG, Draw::MIN),
+            "third failure opens"
+        );
         assert_eq!(
             breaker.state(at(3), &CONFIG),
             BreakerState::Open { until: at(12) }
@@ -277,10 +294,38 @@ mod tests {
     }
 
     #[test]
+    fn the_open_period_is_shortened_at_random_by_up_to_half() {
+        let opened_with = |draw: f64| {
+            let mut breaker = Breaker::new();
+            let draw = Draw::new(draw).expect("in [0, 1)");
+            for second in 0..3 {
+                breaker.on_failure(at(second), &CONFIG, draw);
+            }
+            breaker.state(at(2), &CONFIG)
+        };
+        // Opened at 2 s for 10 s: clients that opened together probe apart, within
+        // [7 s, 12 s].
+        assert_eq!(opened_with(0.0), BreakerState::Open { until: at(12) });
+        assert_eq!(
+            opened_with(0.5),
+            BreakerState::Open {
+                until: Duration::from_millis(9_500)
+            }
+        );
+        let BreakerState::Open { until } = opened_with(0.999_999) else {
+            panic!("open");
+        };
+        assert!(
+            until > at(7) && until < Duration::from_millis(7_001),
+            "{until:?}"
+        );
+    }
+
+    #[test]
     fn half_open_lets_one_probe_through() {
         let mut breaker = Breaker::new();
         for second in 0..3 {
-            breaker.on_failure(at(second), &CONFIG);
+            breaker.on_failure(at(second), &CONFIG, Draw::MIN);
         }
         assert_eq!(breaker.state(at(12), &CONFIG), BreakerState::HalfOpen);
         assert!(breaker.try_pass(at(12), &CONFIG), "the probe");
@@ -293,22 +338,22 @@ mod tests {
     fn a_failed_probe_reopens() {
         let mut breaker = Breaker::new();
         for second in 0..3 {
-            breaker.on_failure(at(second), &CONFIG);
+            breaker.on_failure(at(second), &CONFIG, Draw::MIN);
         }
         assert!(breaker.try_pass(at(12), &CONFIG));
-        assert!(breaker.on_failure(at(12), &CONFIG));
+        assert!(breaker.on_failure(at(12), &CONFIG, Draw::MIN));
         assert_eq!(
             breaker.state(at(13), &CONFIG),
             BreakerState::Open { until: at(32) },
             "the second period is twice the first"
         );
         assert!(breaker.try_pass(at(32), &CONFIG));
-        assert!(breaker.on_failure(at(32), &CONFIG));
+        assert!(breaker.on_failure(at(32), &CONFIG, Draw::MIN));
         assert!(
             breaker.try_pass(at(72), &CONFIG),
             "40 s: the longest period"
         );
-        assert!(breaker.on_failure(at(72), &CONFIG));
+        assert!(breaker.on_failure(at(72), &CONFIG, Draw::MIN));
         assert_eq!(
             breaker.state(at(73), &CONFIG),
             BreakerState::Open { until: at(112) }
@@ -321,7 +366,7 @@ mod tests {
     fn a_lost_probe_is_replaced_after_open_for() {
         let mut breaker = Breaker::new();
         for second in 0..3 {
-            breaker.on_failure(at(second), &CONFIG);
+            breaker.on_failure(at(second), &CONFIG, Draw::MIN);
         }
         assert!(breaker.try_pass(at(12), &CONFIG));
         assert!(!breaker.would_pass(at(51), &CONFIG));
@@ -335,10 +380,10 @@ mod tests {
     #[test]
     fn success_resets_the_count() {
         let mut breaker = Breaker::new();
-        breaker.on_failure(at(0), &CONFIG);
-        breaker.on_failure(at(0), &CONFIG);
+        breaker.on_failure(at(0), &CONFIG, Draw::MIN);
+        breaker.on_failure(at(0), &CONFIG, Draw::MIN);
         breaker.on_success();
-        assert!(!breaker.on_failure(at(1), &CONFIG));
+        assert!(!breaker.on_failure(at(1), &CONFIG, Draw::MIN));
         assert_eq!(breaker.state(at(1), &CONFIG), BreakerState::Closed);
     }
 

@@ -26,6 +26,12 @@
 //!   the flow control, and cutting on every hinted 429 would collapse the rate of a server
 //!   that hints on every first attempt. A 429 to a call that already waited out one is
 //!   congestion the hint did not clear, and counts as a signal like a 429 without a hint.
+//! - **Overload under congestion control is congestion.** While the model is paced (after a
+//!   decrease, or during the ramp after an outage), a 503 is the server saying it has more
+//!   than it can take, not a model failing: it is a signal like a 429 without a hint, one per
+//!   burst, and the policy charges its retry as a throttled one, since the retry waits for a
+//!   paced slot. Outside pacing a 503 stays a transient failure: 30 % random 503s on a
+//!   healthy model must not slow a client down.
 //! - **Release after an outage slowly.** When a probe finds the model healthy again, calls
 //!   start at `release_rate` and the rate doubles every `measure_window` (TCP's slow
 //!   start), so the calls held during the outage do not return as a herd; the ramp ends
@@ -151,6 +157,13 @@ impl Pacer {
         };
         let grown = grown.max(limit);
         grown.is_finite().then_some(grown)
+    }
+
+    /// Whether the model is under congestion control: after a congestion event or an
+    /// outage, until the rate has grown back past where the trouble began.
+    #[must_use]
+    pub fn is_paced(&self) -> bool {
+        self.limit.is_some()
     }
 
     /// The interval between call starts at `now`; zero when calls are not paced.

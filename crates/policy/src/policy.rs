@@ -98,7 +98,7 @@ pub struct Call {
     /// already answered.
     sent_at: Duration,
     /// The call's place in line on its current model, while it is held.
-    ticket: Option<u64>,
+    ticket: Option<Ticket>,
     /// The tokens each attempt is charged against a model's tokens-per-minute limit.
     estimated_tokens: u64,
 }
@@ -198,19 +198,36 @@ struct ModelState {
     shared_limit: Option<(RateLimit, Duration)>,
 }
 
-/// The calls held while a model's breaker is open, first come first served. Each holds a
+/// The calls held while a model's breaker is open, oldest first. Each holds a
 /// ticket and says when it last asked; a ticket not asked about for [`HOLD_STALE`] is given
 /// up (its call was dropped).
 #[derive(Clone, Debug, Default)]
 struct HoldLine {
     next_ticket: u64,
-    waiting: BTreeMap<u64, Duration>,
+    waiting: BTreeMap<Ticket, Duration>,
 }
+
+/// A place in a model's line: the call's start, then the order of joining. The oldest call
+/// goes first, so a call that lost its place (it was sent, and failed again) takes it back
+/// ahead of younger calls: with one deadline per client, oldest first is earliest deadline
+/// first.
+type Ticket = (Duration, u64);
 
 impl HoldLine {
     /// The first live ticket, dropping the stale ones before it.
-    fn head(&mut self, now: Duration) -> Option<u64> {
+    fn head(&mut self, now: Duration) -> Option<Ticket> {
         while let Some((&ticket, &seen)) = self.waiting.first_key_value() {
+            if now.saturating_sub(seen) <= HOLD_STALE {
+                return Some(ticket);
+            }
+            self.waiting.remove(&ticket);
+        }
+        None
+    }
+
+    /// The last live ticket, dropping the stale ones after it.
+    fn youngest(&mut self, now: Duration) -> Option<Ticket> {
+        while let Some((&ticket, &seen)) = self.waiting.last_key_value() {
             if now.saturating_sub(seen) <= HOLD_STALE {
                 return Some(ticket);
             }
@@ -221,7 +238,13 @@ impl HoldLine {
 
     /// The call's ticket (a new one at the back if it has none), marked as seen at `now`;
     /// `None` when the line is full.
-    fn join(&mut self, ticket: Option<u64>, now: Duration, max_held: u32) -> Option<u64> {
+    fn join(
+        &mut self,
+        ticket: Option<Ticket>,
+        started: Duration,
+        now: Duration,
+        max_held: u32,
+    ) -> Option<Ticket> {
         if let Some(ticket) = ticket
             && let Some(seen) = self.waiting.get_mut(&ticket)
         {
@@ -231,13 +254,13 @@ impl HoldLine {
         if self.waiting.len() >= usize::try_from(max_held).unwrap_or(usize::MAX) {
             return None;
         }
-        let ticket = self.next_ticket;
+        let ticket = (started, self.next_ticket);
         self.next_ticket = self.next_ticket.wrapping_add(1);
         self.waiting.insert(ticket, now);
         Some(ticket)
     }
 
-    fn leave(&mut self, ticket: Option<u64>) {
+    fn leave(&mut self, ticket: Option<Ticket>) {
         if let Some(ticket) = ticket {
             self.waiting.remove(&ticket);
         }
@@ -490,10 +513,11 @@ impl Policy {
     ///
     /// In order: a model in maintenance or behind an open breaker sends the call to its
     /// next fallback model; with none left, an open breaker holds the call in line (or
-    /// rejects it, with [`WhenOpen::FailFast`]); calls leave the line first come first
-    /// served; pacing, server hints and the model's limits ([`PolicyConfig::limits`]: one
+    /// rejects it, with [`WhenOpen::FailFast`]); calls leave the line oldest first
+    /// (by when they started); pacing, server hints and the model's limits ([`PolicyConfig::limits`]: one
     /// more request, and the call's [estimated tokens](Call::with_estimated_tokens), must
-    /// fit) may ask for a wait; a half-open breaker lets one probe through. Nothing is
+    /// fit) may ask for a wait; a half-open breaker lets one probe through, carried by the
+    /// youngest call that asks. Nothing is
     /// reserved by a wait, so a hint that arrives meanwhile still counts, and the limits
     /// are charged only when the answer is [`Admission::Send`]. A wait that would cross the
     /// call's deadline rejects it instead ([`Stop::PastDeadline`], reported as the 429 of
@@ -519,10 +543,19 @@ impl Policy {
             }
             return self.hold(model, call, now);
         }
-        if let Some(head) = model.line.head(now)
-            && call.ticket != Some(head)
-        {
-            // Calls released after an outage go in the order they arrived.
+        let probing = model.breaker.state(now, breaker_config) == BreakerState::HalfOpen;
+        let behind = if probing {
+            // The youngest call carries the probe: it has the most time left, and the
+            // oldest keep their attempts for the release.
+            call.ticket.is_some() && call.ticket != model.line.youngest(now)
+        } else {
+            // Calls released after an outage go oldest first.
+            model
+                .line
+                .head(now)
+                .is_some_and(|head| call.ticket != Some(head))
+        };
+        if behind {
             return self.hold(model, call, now);
         }
         let limits = if limits_shared {
@@ -557,7 +590,9 @@ impl Policy {
             }
             if call.ticket.is_some() {
                 // Keep the place in line alive while waiting for the slot.
-                model.line.join(call.ticket, now, breaker_config.max_held);
+                model
+                    .line
+                    .join(call.ticket, call.started, now, breaker_config.max_held);
                 return Admission::Wait(wait.min(HOLD_POLL));
             }
             return Admission::Wait(wait);
@@ -606,7 +641,10 @@ impl Policy {
                 now,
             ));
         }
-        match model.line.join(call.ticket, now, config.max_held) {
+        match model
+            .line
+            .join(call.ticket, call.started, now, config.max_held)
+        {
             Some(ticket) => {
                 call.ticket = Some(ticket);
                 Admission::Wait(wait)
@@ -812,7 +850,7 @@ impl Policy {
         let opened = state
             .model_mut(key)
             .breaker
-            .on_failure(now, &self.config.breaker);
+            .on_failure(now, &self.config.breaker, draw);
         call.on_model.server_fault = call.on_model.server_fault.saturating_add(1);
         if opened || call.on_model.server_fault >= self.config.attempts.server_fault {
             if call.has_fallback() {
@@ -882,13 +920,31 @@ impl Policy {
                 now,
             );
         }
-        let opened = state
-            .model_mut(key)
-            .breaker
-            .on_failure(now, &self.config.breaker);
+        // Under congestion control (after 429s, or while calls return from an outage), a
+        // 503 is the overload pacing answers, not a model failing: it is a congestion
+        // signal, a burst of them counts once (to pacing and to the breaker alike), and its
+        // retry waits for a paced slot, so it costs what a throttled retry costs and is
+        // bounded by `max_attempts` and the deadline instead of the transient limit.
+        let model = state.model_mut(key);
+        let congested = !timeout_like && failure.transport.is_none() && model.pacer.is_paced();
+        let (cost, action) = if congested {
+            let slowed = model
+                .pacer
+                .on_congestion(call.sent_at, now, &self.config.pacing);
+            let action = slowed.then(|| Action::ReduceRate {
+                interval: model.pacer.interval(now, &self.config.pacing),
+            });
+            (self.config.budget.cost(RetryKind::Throttled), action)
+        } else {
+            (cost, None)
+        };
+        let opened = (!congested || action.is_some())
+            && model.breaker.on_failure(now, &self.config.breaker, draw);
         let (count, limit) = if failure.transport.is_some() {
             call.on_model.transport = call.on_model.transport.saturating_add(1);
             (call.on_model.transport, self.config.attempts.transport)
+        } else if congested {
+            (0, u32::MAX)
         } else {
             call.on_model.transient = call.on_model.transient.saturating_add(1);
             (call.on_model.transient, self.config.attempts.transient)
@@ -912,7 +968,7 @@ impl Policy {
         // Jittered backoff, but never sooner than the server asked. When this failure
         // opened the breaker, the call waits in line behind the probe instead.
         let delay = self.backoff(call, kind, draw).max(hint);
-        self.retry(state, call, failure, cost, delay, None, now)
+        self.retry(state, call, failure, cost, delay, action, now)
     }
 
     fn fall_back(
