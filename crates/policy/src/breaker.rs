@@ -6,8 +6,9 @@
 //! Half-open: one probe call is let through; its success closes the breaker, its failure
 //! opens it again for twice as long as before (up to `max_open_for`), so probes back off
 //! through a long outage. Each open period is shortened at random by up to half, so the
-//! clients of a fleet, which all open when an outage begins, do not probe in step. A probe that never reports back (its call was dropped) is
-//! assumed lost after `max_open_for`, so the breaker cannot stick half-open.
+//! clients of a fleet, which all open when an outage begins, do not probe in step. A probe
+//! that never reports back (its call was dropped) is assumed lost after `max_open_for`, so
+//! the breaker cannot stick half-open.
 
 use std::time::Duration;
 
@@ -185,8 +186,10 @@ impl Breaker {
         } else {
             return false;
         };
-        self.open(now, period);
-        self.open_until = Some(now.saturating_add(period.mul_f64(1.0 - 0.5 * draw.get())));
+        self.open(
+            now.saturating_add(period.mul_f64(1.0 - 0.5 * draw.get())),
+            period,
+        );
         true
     }
 
@@ -195,13 +198,13 @@ impl Breaker {
     /// longer counted on.
     pub fn hold_open_until(&mut self, now: Duration, until: Duration) {
         if self.open_until.is_none_or(|open_until| open_until < until) {
-            self.open(now, until.saturating_sub(now).max(self.open_period));
-            self.open_until = Some(until);
+            self.open(until, until.saturating_sub(now).max(self.open_period));
         }
     }
 
-    fn open(&mut self, now: Duration, period: Duration) {
-        self.open_until = Some(now.saturating_add(period));
+    /// Opens until `until`; `period` is what the next failed probe doubles.
+    fn open(&mut self, until: Duration, period: Duration) {
+        self.open_until = Some(until);
         self.open_period = period;
         self.probe_since = None;
     }

@@ -213,27 +213,37 @@ struct HoldLine {
 /// first.
 type Ticket = (Duration, u64);
 
+/// One end of a line.
+#[derive(Clone, Copy)]
+enum End {
+    Oldest,
+    Youngest,
+}
+
 impl HoldLine {
-    /// The first live ticket, dropping the stale ones before it.
+    /// The oldest live ticket, dropping the stale ones before it.
     fn head(&mut self, now: Duration) -> Option<Ticket> {
-        while let Some((&ticket, &seen)) = self.waiting.first_key_value() {
-            if now.saturating_sub(seen) <= HOLD_STALE {
-                return Some(ticket);
-            }
-            self.waiting.remove(&ticket);
-        }
-        None
+        self.live_end(now, End::Oldest)
     }
 
-    /// The last live ticket, dropping the stale ones after it.
+    /// The youngest live ticket, dropping the stale ones after it.
     fn youngest(&mut self, now: Duration) -> Option<Ticket> {
-        while let Some((&ticket, &seen)) = self.waiting.last_key_value() {
+        self.live_end(now, End::Youngest)
+    }
+
+    /// The live ticket at `end` of the line: a ticket not asked about for [`HOLD_STALE`]
+    /// is dropped on the way, since its call was dropped.
+    fn live_end(&mut self, now: Duration, end: End) -> Option<Ticket> {
+        loop {
+            let (&ticket, &seen) = match end {
+                End::Oldest => self.waiting.first_key_value(),
+                End::Youngest => self.waiting.last_key_value(),
+            }?;
             if now.saturating_sub(seen) <= HOLD_STALE {
                 return Some(ticket);
             }
             self.waiting.remove(&ticket);
         }
-        None
     }
 
     /// The call's ticket (a new one at the back if it has none), marked as seen at `now`;
@@ -513,12 +523,12 @@ impl Policy {
     ///
     /// In order: a model in maintenance or behind an open breaker sends the call to its
     /// next fallback model; with none left, an open breaker holds the call in line (or
-    /// rejects it, with [`WhenOpen::FailFast`]); calls leave the line oldest first
-    /// (by when they started); pacing, server hints and the model's limits ([`PolicyConfig::limits`]: one
-    /// more request, and the call's [estimated tokens](Call::with_estimated_tokens), must
-    /// fit) may ask for a wait; a half-open breaker lets one probe through, carried by the
-    /// youngest call that asks. Nothing is
-    /// reserved by a wait, so a hint that arrives meanwhile still counts, and the limits
+    /// rejects it, with [`WhenOpen::FailFast`]); calls leave the line oldest first (by
+    /// when they started); pacing, server hints and the model's limits
+    /// ([`PolicyConfig::limits`]: one more request, and the call's
+    /// [estimated tokens](Call::with_estimated_tokens), must fit) may ask for a wait; a
+    /// half-open breaker lets one probe through, carried by the youngest call that asks.
+    /// Nothing is reserved by a wait, so a hint that arrives meanwhile still counts, and the limits
     /// are charged only when the answer is [`Admission::Send`]. A wait that would cross the
     /// call's deadline rejects it instead ([`Stop::PastDeadline`], reported as the 429 of
     /// the limit that held it back unless an attempt of its own failed).
