@@ -11,12 +11,18 @@ use novita_core::wire::{
     Assembler, ChatCompletion, ChatRequest, Model, ModelList, StreamBreak, Usage,
 };
 use novita_core::{Answer, Attempt, BoxError, CallDriver, ClientCore, Poll, Received, Request};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde_json::Value;
 use tracing::Instrument;
 
 use crate::stream::{Bounds, ChatStream, Step};
 use crate::transport::classify;
 use crate::{Client, Error};
+
+/// The header values every request sends, as statics: cloning one copies no bytes, where a
+/// `&str` would be validated and copied on each request.
+static JSON: HeaderValue = HeaderValue::from_static("application/json");
+static EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
 
 impl Client {
     /// A chat completion. Errors are retried, waited out, escalated (a 504 re-issues the
@@ -149,10 +155,10 @@ impl Client {
                     Ok(response) => {
                         let status = response.status().as_u16();
                         let received = on_success(response, attempt).await;
-                        if let Some(answer) = driver.handle_received(status, received, core.clock())
-                        {
+                        let clock = core.clock();
+                        if let Some(answer) = driver.handle_received(status, received, clock) {
                             if let Some(usage) = usage_of(&answer.value) {
-                                driver.handle_usage(&usage, core.now());
+                                driver.handle_usage(&usage, clock.now);
                             }
                             return Ok(answer);
                         }
@@ -179,18 +185,18 @@ impl Client {
             Some(bytes) => self
                 .http
                 .post(&attempt.url)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(CONTENT_TYPE, JSON.clone())
                 .body(bytes),
         };
-        let builder = match self.core.settings().authorization() {
-            Some(authorization) => builder.header(reqwest::header::AUTHORIZATION, authorization),
+        let builder = match self.core.authorization() {
+            Some(authorization) => builder.header(AUTHORIZATION, authorization.clone()),
             None => builder,
         }
         .timeout(attempt.time_limit);
         let sent = match attempt.delivery {
             Delivery::Buffered => builder.send().await,
             Delivery::Streamed => {
-                let builder = builder.header(reqwest::header::ACCEPT, "text/event-stream");
+                let builder = builder.header(ACCEPT, EVENT_STREAM.clone());
                 let within = attempt.headers_within;
                 match tokio::time::timeout(within, builder.send()).await {
                     Ok(sent) => sent,

@@ -9,12 +9,19 @@ use novita_core::wire::{
 };
 use novita_core::{Answer, Attempt, BoxError, CallDriver, Poll, Received, Request};
 use serde_json::Value;
+use ureq::http::HeaderValue;
+use ureq::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 
 use crate::stream::{ChatStream, Step};
 use crate::transport::classify;
 use crate::{Client, Error};
 
 type Response = ureq::http::Response<ureq::Body>;
+
+/// The header values every request sends, as statics: cloning one copies no bytes, where a
+/// `&str` would be validated and copied on each request.
+static JSON: HeaderValue = HeaderValue::from_static("application/json");
+static EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
 
 impl Client {
     /// A chat completion. Errors are retried, waited out, escalated (a 504 re-issues the
@@ -123,9 +130,10 @@ impl Client {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let received = on_success(response, attempt);
-                    if let Some(answer) = driver.handle_received(status, received, core.clock()) {
+                    let clock = core.clock();
+                    if let Some(answer) = driver.handle_received(status, received, clock) {
                         if let Some(usage) = usage_of(&answer.value) {
-                            driver.handle_usage(&usage, core.now());
+                            driver.handle_usage(&usage, clock.now);
                         }
                         return Ok(answer);
                     }
@@ -140,8 +148,7 @@ impl Client {
     /// [`headers_within`](Attempt::headers_within) until its headers arrive and by the idle
     /// timeout between reads.
     fn send(&self, attempt: &Attempt) -> Result<Response, ureq::Error> {
-        let authorization = self.core.settings().authorization();
-        let authorization = authorization.as_deref();
+        let authorization = self.core.authorization();
         let Some(body) = &attempt.body else {
             return authorize(self.agent.get(&attempt.url), authorization)
                 .config()
@@ -151,10 +158,10 @@ impl Client {
                 .call();
         };
         let builder = authorize(self.agent.post(&attempt.url), authorization)
-            .content_type("application/json");
+            .header(CONTENT_TYPE, JSON.clone());
         let builder = match attempt.delivery {
             Delivery::Streamed => builder
-                .header("accept", "text/event-stream")
+                .header(ACCEPT, EVENT_STREAM.clone())
                 .config()
                 .http_status_as_error(false)
                 .timeout_global(Some(attempt.time_limit))
@@ -252,10 +259,13 @@ fn assemble(mut stream: ChatStream) -> Received<ChatCompletion> {
 }
 
 /// Adds the client's `Authorization` header (a core always holds its key when built from a
-/// builder's options).
-fn authorize<B>(builder: ureq::RequestBuilder<B>, value: Option<&str>) -> ureq::RequestBuilder<B> {
+/// builder's options), built once per client.
+fn authorize<B>(
+    builder: ureq::RequestBuilder<B>,
+    value: Option<&HeaderValue>,
+) -> ureq::RequestBuilder<B> {
     match value {
-        Some(value) => builder.header("authorization", value),
+        Some(value) => builder.header(AUTHORIZATION, value.clone()),
         None => builder,
     }
 }

@@ -39,6 +39,10 @@ pub struct ClientCore {
     store: Option<(Store, String)>,
     /// The client's name, its metrics' `client` label.
     name: String,
+    /// The `Authorization` header every request carries, built once from the key and
+    /// marked sensitive (its `Debug` shows no key); `None` for a relaying core.
+    #[cfg(feature = "http")]
+    authorization: Option<http::HeaderValue>,
     /// The `client` and bounded `model` label values of its metrics.
     #[cfg(feature = "metrics")]
     metric_labels: crate::metrics::Labels,
@@ -177,6 +181,8 @@ impl ClientCore {
             }
             (None, _) => None,
         };
+        #[cfg(feature = "http")]
+        let authorization = authorization_header(&settings)?;
         let mut state = policy.client_state();
         state.share_limits(store.is_some());
         // The models this client was configured with are labelled by name, whatever the
@@ -198,6 +204,8 @@ impl ClientCore {
             }),
             store,
             name,
+            #[cfg(feature = "http")]
+            authorization,
             #[cfg(feature = "metrics")]
             metric_labels,
             settings,
@@ -246,6 +254,15 @@ impl ClientCore {
     #[must_use]
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The `Authorization` header of every request, built once when the client was: the
+    /// same value as [`Settings::authorization`], marked sensitive so that its `Debug`
+    /// shows no key. `None` for a relaying core, whose requests carry their own.
+    #[cfg(feature = "http")]
+    #[must_use]
+    pub fn authorization(&self) -> Option<&http::HeaderValue> {
+        self.authorization.as_ref()
     }
 
     /// The base URL requests go to.
@@ -368,6 +385,23 @@ impl ClientCore {
     }
 }
 
+/// The `Authorization` header of `settings`, marked sensitive. [`Settings::resolve`] only
+/// accepts keys made of printable ASCII, so a key that cannot go in a header is a bug
+/// caught here rather than on the first call; the error names where the key came from,
+/// never the key.
+#[cfg(feature = "http")]
+fn authorization_header(settings: &Settings) -> Result<Option<http::HeaderValue>, Error> {
+    let Some(value) = settings.authorization() else {
+        return Ok(None);
+    };
+    let mut value = http::HeaderValue::try_from(value).map_err(|_| Error::Setting {
+        setting: settings.key_source.to_string(),
+        problem: "the key cannot go in an HTTP header".to_owned(),
+    })?;
+    value.set_sensitive(true);
+    Ok(Some(value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,6 +424,27 @@ mod tests {
             ..Options::default()
         };
         assert!(ClientCore::relay(options).is_err());
+    }
+
+    #[cfg(feature = "http")]
+    #[test]
+    fn the_authorization_header_is_built_once_and_never_shows_the_key() {
+        let options = Options {
+            api_key: Some("sk_header_secret".to_owned()),
+            ..Options::default()
+        };
+        let core = ClientCore::new(options, |_| None).unwrap();
+        let header = core.authorization().expect("a client holds its key");
+        assert_eq!(header.to_str().unwrap(), "Bearer sk_header_secret");
+        assert!(header.is_sensitive());
+        let text = format!("{core:?}");
+        assert!(!text.contains("sk_header_secret"), "{text}");
+        assert_eq!(
+            ClientCore::relay(Options::default())
+                .unwrap()
+                .authorization(),
+            None
+        );
     }
 
     #[test]

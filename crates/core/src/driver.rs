@@ -193,7 +193,6 @@ enum Stage {
 pub struct CallDriver {
     core: Arc<ClientCore>,
     request: Request,
-    url: String,
     models: Vec<String>,
     /// The metrics' labels of each model of `models`, resolved once per call.
     #[cfg(feature = "metrics")]
@@ -249,9 +248,6 @@ impl CallDriver {
             call.with_estimated_tokens(request.estimated_tokens())
         };
         Self {
-            url: request
-                .relayed_url()
-                .map_or_else(|| core.settings().url(request.route()), ToOwned::to_owned),
             core,
             request,
             models,
@@ -422,7 +418,11 @@ impl CallDriver {
         self.stage = Stage::InFlight;
         self.attempt_sent = now;
         Poll::Send(Attempt {
-            url: self.url.clone(),
+            // Built for each attempt rather than kept and cloned: most calls make one.
+            url: self.request.relayed_url().map_or_else(
+                || self.core.settings().url(self.request.route()),
+                ToOwned::to_owned,
+            ),
             body,
             model,
             delivery,
