@@ -1,6 +1,9 @@
 //! What one call sends: its route, its body, the model it names and the delivery it asks
 //! for. The [`CallDriver`](crate::CallDriver) owns it and writes each attempt's body from it.
 
+use std::borrow::Cow;
+use std::fmt;
+
 use novita_policy::Delivery;
 use serde_json::Value;
 
@@ -32,23 +35,107 @@ pub const DEFAULT_ANSWER_TOKENS: u64 = 256;
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Request {
-    route: String,
+    route: Cow<'static, str>,
     body: Body,
     delivery: Delivery,
 }
 
-/// A request's body. A chat request stays typed, so each attempt serialises the struct
-/// directly (going through `serde_json::Value` costs more than the policy itself).
+/// A request's body.
 #[derive(Clone, Debug, PartialEq)]
 enum Body {
     None,
-    Chat(Box<ChatRequest>),
+    Chat(ChatJson),
     Json(Value),
     /// A request somebody else wrote and sends to `url`: its JSON (or `null`) is only read.
     Relayed {
         url: String,
         json: Value,
     },
+}
+
+/// A chat request, written as JSON once from the caller's struct, which is neither copied
+/// nor kept (copying it cost a call more than the rest of its request's handling): every
+/// attempt to the model and delivery it was written for sends these bytes. Another model
+/// or a switch to streaming, which only a failure brings, rewrites them through
+/// `serde_json::Value` (too slow for every call, where the typed struct is written
+/// directly, but not for a retry).
+#[derive(Clone, PartialEq)]
+struct ChatJson {
+    /// The body for `model` and `streamed`, or why the request cannot be written (the
+    /// first attempt then fails with that encoding error).
+    json: Result<Vec<u8>, String>,
+    /// The model `json` names.
+    model: String,
+    /// Whether `json` asks for a stream.
+    streamed: bool,
+    /// [`Request::estimated_tokens`], counted while the typed request was at hand.
+    estimated_tokens: u64,
+}
+
+impl ChatJson {
+    fn new(request: &ChatRequest, streamed: bool) -> Self {
+        let json = if request.stream == streamed {
+            serde_json::to_vec(request)
+        } else {
+            // Only for a caller's struct whose `stream` disagrees with the call (a stream
+            // asked for through `chat_stream`, say): the flag is the call's to set.
+            let mut request = request.clone();
+            request.stream = streamed;
+            serde_json::to_vec(&request)
+        };
+        Self {
+            json: json.map_err(|error| error.to_string()),
+            model: request.model.clone(),
+            streamed,
+            estimated_tokens: estimate(
+                chat_chars(request),
+                request
+                    .max_completion_tokens
+                    .or(request.max_tokens)
+                    .map(u64::from),
+            ),
+        }
+    }
+
+    /// The body of an attempt to `model`, streamed or not; rewritten first when either
+    /// differs from what the bytes say.
+    fn body_for(&mut self, model: &str, streamed: bool) -> Result<Vec<u8>, serde_json::Error> {
+        let json = self
+            .json
+            .as_mut()
+            .map_err(<serde_json::Error as serde::ser::Error>::custom)?;
+        if self.model != model || self.streamed != streamed {
+            let mut value: Value = serde_json::from_slice(json)?;
+            if let Some(object) = value.as_object_mut() {
+                object.insert("model".to_owned(), Value::from(model));
+                if streamed {
+                    object.insert("stream".to_owned(), Value::Bool(true));
+                } else if self.streamed {
+                    // As the typed struct writes it: no `stream` field when not streaming.
+                    object.remove("stream");
+                }
+            }
+            *json = serde_json::to_vec(&value)?;
+            model.clone_into(&mut self.model);
+            self.streamed = streamed;
+        }
+        Ok(json.clone())
+    }
+}
+
+impl fmt::Debug for ChatJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let json = self
+            .json
+            .as_ref()
+            .map(|bytes| String::from_utf8_lossy(bytes));
+        f.debug_struct("ChatJson")
+            .field("json", &json)
+            .field("model", &self.model)
+            .field("streamed", &self.streamed)
+            .field("estimated_tokens", &self.estimated_tokens)
+            .finish()
+    }
 }
 
 /// Whether a switch to streaming can be honoured for a call: its answer can be read as a
@@ -76,11 +163,9 @@ impl Request {
     }
 
     fn chat_with(request: &ChatRequest, delivery: Delivery) -> Self {
-        let mut request = request.clone();
-        request.stream = delivery == Delivery::Streamed;
         Self {
-            route: CHAT_ROUTE.to_owned(),
-            body: Body::Chat(Box::new(request)),
+            route: Cow::Borrowed(CHAT_ROUTE),
+            body: Body::Chat(ChatJson::new(request, delivery == Delivery::Streamed)),
             delivery,
         }
     }
@@ -90,7 +175,7 @@ impl Request {
     #[must_use]
     pub fn post(route: &str, body: &Value) -> Self {
         Self {
-            route: route.trim_start_matches('/').to_owned(),
+            route: Cow::Owned(route.trim_start_matches('/').to_owned()),
             body: Body::Json(body.clone()),
             delivery: Delivery::Buffered,
         }
@@ -100,7 +185,7 @@ impl Request {
     #[must_use]
     pub fn get(route: &str) -> Self {
         Self {
-            route: route.trim_start_matches('/').to_owned(),
+            route: Cow::Owned(route.trim_start_matches('/').to_owned()),
             body: Body::None,
             delivery: Delivery::Buffered,
         }
@@ -138,7 +223,7 @@ impl Request {
             Delivery::Buffered
         };
         Self {
-            route: path.to_owned(),
+            route: Cow::Owned(path.to_owned()),
             body: Body::Relayed {
                 url: url.to_owned(),
                 json,
@@ -168,7 +253,7 @@ impl Request {
     pub fn model(&self) -> Option<&str> {
         match &self.body {
             Body::None => None,
-            Body::Chat(request) => Some(&request.model),
+            Body::Chat(chat) => Some(&chat.model),
             Body::Json(body) | Body::Relayed { json: body, .. } => {
                 body.get("model").and_then(Value::as_str)
             }
@@ -204,21 +289,7 @@ impl Request {
     pub fn estimated_tokens(&self) -> u64 {
         let (chars, answer) = match &self.body {
             Body::None => return 0,
-            Body::Chat(request) => {
-                let chars = request
-                    .messages
-                    .iter()
-                    .map(|message| {
-                        let calls = message
-                            .tool_calls
-                            .iter()
-                            .map(|call| call.function.arguments.chars().count());
-                        message.text().chars().count() + calls.sum::<usize>()
-                    })
-                    .sum::<usize>();
-                let answer = request.max_completion_tokens.or(request.max_tokens);
-                (chars as u64, answer.map(u64::from))
-            }
+            Body::Chat(chat) => return chat.estimated_tokens,
             Body::Json(body) | Body::Relayed { json: body, .. } => {
                 let chars = ["prompt", "input"]
                     .iter()
@@ -238,8 +309,7 @@ impl Request {
                 (chars, answer)
             }
         };
-        let answer = answer.unwrap_or(if chars > 0 { DEFAULT_ANSWER_TOKENS } else { 0 });
-        chars.div_ceil(CHARS_PER_TOKEN).saturating_add(answer)
+        estimate(chars, answer)
     }
 
     /// Whether a switch to streaming can be honoured.
@@ -264,13 +334,7 @@ impl Request {
         let chat_route = self.route == CHAT_ROUTE;
         let bytes = match &mut self.body {
             Body::None | Body::Relayed { .. } => return Ok(None),
-            Body::Chat(request) => {
-                if request.model != model {
-                    model.clone_into(&mut request.model);
-                }
-                request.stream = streamed;
-                serde_json::to_vec(request)
-            }
+            Body::Chat(chat) => chat.body_for(model, streamed),
             Body::Json(body) => {
                 if let Some(object) = body.as_object_mut() {
                     if object.contains_key("model") {
@@ -285,6 +349,30 @@ impl Request {
         };
         bytes.map(Some).map_err(Error::Encode)
     }
+}
+
+/// The estimate of a request with `chars` characters of prompt and `answer` tokens of
+/// answer at most (see [`Request::estimated_tokens`]).
+fn estimate(chars: u64, answer: Option<u64>) -> u64 {
+    let answer = answer.unwrap_or(if chars > 0 { DEFAULT_ANSWER_TOKENS } else { 0 });
+    chars.div_ceil(CHARS_PER_TOKEN).saturating_add(answer)
+}
+
+/// The characters of text in a chat request's messages: their text (text parts included)
+/// and the arguments of the tool calls they carry.
+fn chat_chars(request: &ChatRequest) -> u64 {
+    let chars = request
+        .messages
+        .iter()
+        .map(|message| {
+            let calls = message
+                .tool_calls
+                .iter()
+                .map(|call| call.function.arguments.chars().count());
+            message.text().chars().count() + calls.sum::<usize>()
+        })
+        .sum::<usize>();
+    chars as u64
 }
 
 /// The characters of text in a JSON prompt: a string, or an array of strings and of text
@@ -309,7 +397,7 @@ fn text_chars(value: &Value) -> u64 {
 /// it. A call that names no model is keyed by its route and has no fallbacks.
 pub(crate) fn model_chain(request: &Request, fallbacks: &[String]) -> Vec<String> {
     let Some(model) = request.model() else {
-        return vec![request.route.clone()];
+        return vec![request.route.clone().into_owned()];
     };
     let mut chain = Vec::with_capacity(1 + fallbacks.len());
     chain.push(model.to_owned());
@@ -360,6 +448,69 @@ mod tests {
         assert_eq!(raw_chat.reassembly(), Reassembly::Chat);
         let body = json(raw_chat.body_for("a", Delivery::Buffered).unwrap());
         assert_eq!(body["stream"].as_bool(), Some(false));
+    }
+
+    #[test]
+    fn a_rewritten_chat_body_changes_only_the_model_and_the_stream_flag() {
+        use crate::wire::{Message, Tool};
+        let mut typed = ChatRequest::conversation(
+            "a",
+            vec![
+                Message::system("Answer in French \"quoted\" é"),
+                Message::user("Weather in Paris?"),
+            ],
+        );
+        typed.temperature = Some(0.1);
+        typed.max_tokens = Some(64);
+        typed.tools.push(Tool::function(
+            "get_weather",
+            "The weather in a city",
+            serde_json::json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+        ));
+        typed
+            .extra
+            .insert("top_a".to_owned(), serde_json::json!(1e-7));
+        let typed_json = serde_json::to_value(&typed).unwrap();
+        let mut chat = Request::chat(&typed);
+        let estimate = chat.estimated_tokens();
+        let first = chat.body_for("a", Delivery::Buffered).unwrap().unwrap();
+        assert_eq!(
+            first,
+            serde_json::to_vec(&typed).unwrap(),
+            "the struct as written"
+        );
+
+        for (model, delivery) in [
+            ("b", Delivery::Buffered),
+            ("b", Delivery::Streamed),
+            ("a", Delivery::Streamed),
+            ("a", Delivery::Buffered),
+        ] {
+            let mut expected = typed_json.clone();
+            expected["model"] = Value::from(model);
+            if delivery == Delivery::Streamed {
+                expected["stream"] = Value::Bool(true);
+            }
+            let body = json(chat.body_for(model, delivery).unwrap());
+            assert_eq!(body, expected, "{model} {delivery:?}");
+            assert_eq!(chat.model(), Some(model));
+        }
+        assert_eq!(chat.estimated_tokens(), estimate);
+
+        // A struct asking for a stream itself is written as the call says.
+        typed.stream = true;
+        let buffered = json(
+            Request::chat(&typed)
+                .body_for("a", Delivery::Buffered)
+                .unwrap(),
+        );
+        assert_eq!(buffered, typed_json);
+        let streamed = json(
+            Request::chat_stream(&ChatRequest::new("a", "hi"))
+                .body_for("a", Delivery::Streamed)
+                .unwrap(),
+        );
+        assert_eq!(streamed["stream"], true);
     }
 
     #[test]
