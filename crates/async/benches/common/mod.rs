@@ -1,5 +1,10 @@
 //! The loopback setup shared by the overhead benchmark and `examples/reqwest_overhead.rs`:
 //! a mock, our client, and a raw reqwest client doing the same JSON work by hand.
+//!
+//! Each variant sends through a client of its own, so each keeps its own connection: the
+//! interleaved runs switch variant on every call, and a call on the connection the call
+//! before it used finds it (and the mock's task serving it) warm, which would favour
+//! whichever variants shared one.
 
 use novita_mock::MockServer;
 use novita_reqwest::{ChatCompletion, ChatRequest};
@@ -9,6 +14,7 @@ pub(crate) struct Fixture {
     pub(crate) request: ChatRequest,
     pub(crate) client: novita_reqwest::Client,
     raw: reqwest::Client,
+    raw_with_timeout: reqwest::Client,
     url: String,
     authorization: String,
 }
@@ -24,13 +30,16 @@ impl Fixture {
         // reqwest has no rustls provider of its own in this workspace and ours installs
         // none (see crates/async/Cargo.toml): the raw client needs the process's default.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let raw = reqwest::Client::builder()
-            .build()
-            .expect("the raw client builds");
+        let raw = || {
+            reqwest::Client::builder()
+                .build()
+                .expect("the raw client builds")
+        };
         Self {
             request: ChatRequest::new(novita_mock::DEFAULT_MODELS[0], "benchmark"),
             client,
-            raw,
+            raw: raw(),
+            raw_with_timeout: raw(),
             url: format!("{}/chat/completions", server.base_url()),
             authorization: format!("Bearer {}", server.api_key()),
             server,
@@ -40,8 +49,12 @@ impl Fixture {
     /// One raw call, bare or with the same request timeout the adapter sets.
     pub(crate) async fn raw_call(&self, with_timeout: bool) -> ChatCompletion {
         let body = serde_json::to_vec(&self.request).expect("serialisable");
-        let builder = self
-            .raw
+        let raw = if with_timeout {
+            &self.raw_with_timeout
+        } else {
+            &self.raw
+        };
+        let builder = raw
             .post(&self.url)
             .header("authorization", &self.authorization)
             .header("content-type", "application/json")
