@@ -106,11 +106,15 @@ fn the_breaker_fails_fast_once_open() {
 fn concurrent_calls_ride_out_a_short_outage_behind_the_probe() {
     for_each_adapter(
         |server, setup| {
-            // Twelve failures, then the model is back.
+            // Twelve failures, then the model is back. The first eight answer slowly, so all
+            // eight calls are in flight together however busy the machine is (with the
+            // first answers back before the other calls start, one call would carry every
+            // probe and spend its attempts, which is a lone call's fate, not this test's).
             server.script(
                 Route::ChatCompletions,
                 None,
-                std::iter::repeat_n(Fault::status(503), 12),
+                std::iter::repeat_n(Fault::status(503).delay(Duration::from_millis(300)), 8)
+                    .chain(std::iter::repeat_n(Fault::status(503), 4)),
             );
             setup.policy.breaker.failure_threshold = 3;
             setup.policy.breaker.open_for = Duration::from_millis(50);

@@ -1549,45 +1549,86 @@ fn row_503_held_calls_do_not_spin_while_the_probe_is_out() {
 }
 
 #[test]
-fn row_503_under_congestion_control_a_burst_of_503s_is_one_signal() {
-    let mut h = Harness::new();
+fn row_503_after_an_outage_a_burst_of_503s_is_one_signal() {
+    let mut config = PolicyConfig::default();
+    config.breaker.failure_threshold = 2;
+    let mut h = Harness::with(config.clone(), &[]);
+    // An outage opens the breaker; a probe finds the model back.
+    let mut first = h.start(chat(MODEL));
+    let _ = h.send(&mut first);
+    first.handle_response(503, &NO_HEADERS, b"", h.clock());
+    let backoff = h.wait(&mut first);
+    h.advance(backoff);
+    let _ = h.send(&mut first);
+    first.handle_response(503, &NO_HEADERS, b"", h.clock());
+    h.advance(config.breaker.open_for);
+    let mut probe = h.start(chat(MODEL));
+    let _ = h.send(&mut probe);
+    let _ = probe.handle_success(200, h.clock());
+    // Sixteen calls go out at the release's pace and all meet an overloaded server.
     let full = h.core.retry_budget();
-    // Sixteen calls go out together; a 429 without a hint puts the model under congestion
-    // control, then the other fifteen come back 503: the server is overloaded, not down.
     let mut calls: Vec<CallDriver> = (0..16).map(|_| h.start(chat(MODEL))).collect();
     for call in &mut calls {
-        let _ = h.send(call);
+        loop {
+            match call.poll(h.now) {
+                Poll::Send(_) => break,
+                Poll::Wait(wait) => h.advance(wait),
+                other => panic!("{other:?}"),
+            }
+        }
     }
     h.advance(ms(20));
     let clock = h.clock();
-    calls[0].handle_response(429, &NO_HEADERS, b"", clock);
-    let paced = h.core.pacing(MODEL, h.now);
-    assert!(paced > Duration::ZERO);
+    calls[0].handle_response(503, &NO_HEADERS, b"", clock);
+    let slowed = h.core.pacing(MODEL, h.now);
     for call in &mut calls[1..] {
         call.handle_response(503, &NO_HEADERS, b"", clock);
     }
     assert_eq!(
         h.core.pacing(MODEL, h.now),
-        paced,
-        "the 503s belong to the congestion event the 429 began"
+        slowed,
+        "the other fifteen 503s belong to the same congestion event"
     );
     assert_eq!(
         h.core.breaker(MODEL, h.now),
         BreakerState::Closed,
-        "fifteen 503s of one burst count once, far below the breaker's threshold of 10"
+        "sixteen 503s of one burst count once, below the breaker's threshold of 2"
     );
-    let throttled_cost = PolicyConfig::default().budget.throttled_cost;
     assert_eq!(
         full - h.core.retry_budget(),
-        16 * throttled_cost,
+        16 * config.budget.throttled_cost,
         "a retry that waits for a paced slot costs what a throttled retry costs"
     );
     // Every call then goes out again at the paced rate, and succeeds.
-    let retried = std::mem::take(&mut calls);
-    let (results, sent) = run_together(&mut h, retried, |_, _| ok());
+    let (results, sent) = run_together(&mut h, calls, |_, _| ok());
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     let spread = sent.last().unwrap().1 - sent.first().unwrap().1;
-    assert!(spread >= paced * 10, "paced, not at once: {sent:?}");
+    assert!(spread >= slowed * 10, "paced, not at once: {sent:?}");
+}
+
+#[test]
+fn row_503_while_429s_pace_the_model_stays_a_transient_failure() {
+    let config = PolicyConfig::default();
+    let mut h = Harness::new();
+    let full = h.core.retry_budget();
+    let mut throttled = h.start(chat(MODEL));
+    let mut failing = h.start(chat(MODEL));
+    let _ = h.send(&mut throttled);
+    let _ = h.send(&mut failing);
+    h.advance(ms(20));
+    throttled.handle_response(429, &NO_HEADERS, b"", h.clock());
+    assert!(
+        h.core.pacing(MODEL, h.now) > Duration::ZERO,
+        "the 429 paces the model"
+    );
+    // A 503 on a paced model is no congestion signal unless the model is back from an
+    // outage: random 503s would otherwise drive the rate down every round trip.
+    failing.handle_response(503, &NO_HEADERS, b"", h.clock());
+    assert_eq!(
+        full - h.core.retry_budget(),
+        config.budget.throttled_cost + config.budget.transient_cost,
+        "the 503's retry is a transient one"
+    );
 }
 
 #[test]

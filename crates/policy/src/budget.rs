@@ -21,8 +21,8 @@ pub struct BudgetConfig {
     /// Tokens one retry of a 429 costs. Default 1. AWS's standard mode charges 5 (a third
     /// of a transient retry); here a throttled retry is held back twice over, by the
     /// server's hint (which blocks the whole model) and by congestion control, so the
-    /// storm the budget exists to stop cannot happen on 429s. A 503 while the model is
-    /// paced is charged this too, for the same reason. At 5, the budget rather than
+    /// storm the budget exists to stop cannot happen on 429s. A 503 while the model
+    /// recovers from an outage is charged this too, for the same reason. At 5, the budget rather than
     /// the server became the limit under sustained overload: in `novita simulate`'s
     /// `oversubscribed` scenario 6,140 of the 8,900 failed calls stopped on an empty budget
     /// (50 % success); at 1, 69 %. One token still bounds a server that throttles forever.

@@ -154,8 +154,8 @@ pub struct AttemptLimits {
     pub throttled: u32,
     /// 503, 504 and undocumented 5xx. Default 6: with 30 % of requests failing at random,
     /// six attempts succeed 99.93 % of the time. The retry budget and the breaker, not this
-    /// count, keep an outage from multiplying load. A 503 while the model is paced is
-    /// congestion, not counted here: pacing bounds those retries, with `max_attempts` and
+    /// count, keep an outage from multiplying load. A 503 while the model recovers from
+    /// an outage is congestion, not counted here: pacing bounds those retries, with `max_attempts` and
     /// the deadline (see [`Pacer`](crate::Pacer)).
     pub transient: u32,
     /// 500s. Default 2: a crash rarely heals on the spot; the fallback model is better.

@@ -26,12 +26,14 @@
 //!   the flow control, and cutting on every hinted 429 would collapse the rate of a server
 //!   that hints on every first attempt. A 429 to a call that already waited out one is
 //!   congestion the hint did not clear, and counts as a signal like a 429 without a hint.
-//! - **Overload under congestion control is congestion.** While the model is paced (after a
-//!   decrease, or during the ramp after an outage), a 503 is the server saying it has more
-//!   than it can take, not a model failing: it is a signal like a 429 without a hint, one per
-//!   burst, and the policy charges its retry as a throttled one, since the retry waits for a
-//!   paced slot. Outside pacing a 503 stays a transient failure: 30 % random 503s on a
-//!   healthy model must not slow a client down.
+//! - **Overload after an outage is congestion.** From the probe that finds the model healthy
+//!   until pacing ends, a 503 is the outage's backlog meeting a server whose capacity is
+//!   unknown (Novita's 503 is "often caused by high system load or throttling"): it is a
+//!   signal like a 429 without a hint, one per burst, and the policy charges its retry as a
+//!   throttled one, since the retry waits for a paced slot. Anywhere else a 503 stays a
+//!   transient failure: random 503s must not drive the rate down, as they would every
+//!   round trip (the collapse AIMD suffers under random loss), even while 429s pace the
+//!   model.
 //! - **Release after an outage slowly.** When a probe finds the model healthy again, calls
 //!   start at `release_rate` and the rate doubles every `measure_window` (TCP's slow
 //!   start), so the calls held during the outage do not return as a herd; the ramp ends
@@ -100,6 +102,9 @@ pub struct Pacer {
     /// When the limit was last set (a decrease or a release).
     since: Duration,
     growth: Growth,
+    /// Whether this pacing began with the release after an outage (see
+    /// [`Pacer::is_recovering`]).
+    recovering: bool,
     next_slot: Duration,
     blocked_until: Duration,
     window_start: Duration,
@@ -114,6 +119,7 @@ impl Default for Pacer {
             w_max: 0.0,
             since: Duration::ZERO,
             growth: Growth::Cubic,
+            recovering: false,
             next_slot: Duration::ZERO,
             blocked_until: Duration::ZERO,
             window_start: Duration::ZERO,
@@ -159,11 +165,12 @@ impl Pacer {
         grown.is_finite().then_some(grown)
     }
 
-    /// Whether the model is under congestion control: after a congestion event or an
-    /// outage, until the rate has grown back past where the trouble began.
+    /// Whether the model is recovering from an outage: from the probe that found it
+    /// healthy until pacing ends, decreases on the way included. The outage's backlog then
+    /// meets a server whose capacity is unknown, so its overload is congestion.
     #[must_use]
-    pub fn is_paced(&self) -> bool {
-        self.limit.is_some()
+    pub fn is_recovering(&self) -> bool {
+        self.recovering && self.limit.is_some()
     }
 
     /// The interval between call starts at `now`; zero when calls are not paced.
@@ -242,6 +249,7 @@ impl Pacer {
     pub fn on_release(&mut self, now: Duration, config: &PacingConfig) {
         self.limit = Some(config.release_rate.max(config.min_rate));
         self.since = now;
+        self.recovering = true;
         self.growth = Growth::SlowStart {
             from: config.release_rate.max(config.min_rate),
         };
@@ -258,6 +266,7 @@ impl Pacer {
     fn settle(&mut self, now: Duration, config: &PacingConfig) {
         let Some(grown) = self.grown(now, config) else {
             self.limit = None;
+            self.recovering = false;
             return;
         };
         let done = match self.growth {
@@ -270,6 +279,7 @@ impl Pacer {
         };
         if done {
             self.limit = None;
+            self.recovering = false;
         }
     }
 

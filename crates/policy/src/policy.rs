@@ -556,8 +556,15 @@ impl Policy {
         let probing = model.breaker.state(now, breaker_config) == BreakerState::HalfOpen;
         let behind = if probing {
             // The youngest call carries the probe: it has the most time left, and the
-            // oldest keep their attempts for the release.
-            call.ticket.is_some() && call.ticket != model.line.youngest(now)
+            // oldest keep their attempts for the release. A call not in line (new, or back
+            // from a backoff) goes only if no held call is younger.
+            model
+                .line
+                .youngest(now)
+                .is_some_and(|youngest| match call.ticket {
+                    Some(ticket) => ticket != youngest,
+                    None => call.started < youngest.0,
+                })
         } else {
             // Calls released after an outage go oldest first.
             model
@@ -930,13 +937,13 @@ impl Policy {
                 now,
             );
         }
-        // Under congestion control (after 429s, or while calls return from an outage), a
-        // 503 is the overload pacing answers, not a model failing: it is a congestion
-        // signal, a burst of them counts once (to pacing and to the breaker alike), and its
-        // retry waits for a paced slot, so it costs what a throttled retry costs and is
-        // bounded by `max_attempts` and the deadline instead of the transient limit.
+        // While calls return from an outage, a 503 is the overload pacing answers, not a
+        // model failing: it is a congestion signal, a burst of them counts once (to pacing
+        // and to the breaker alike), and its retry waits for a paced slot, so it costs what
+        // a throttled retry costs and is bounded by `max_attempts` and the deadline instead
+        // of the transient limit.
         let model = state.model_mut(key);
-        let congested = !timeout_like && failure.transport.is_none() && model.pacer.is_paced();
+        let congested = !timeout_like && failure.transport.is_none() && model.pacer.is_recovering();
         let (cost, action) = if congested {
             let slowed = model
                 .pacer
