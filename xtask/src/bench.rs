@@ -297,8 +297,10 @@ fn render(
         w,
         "Each adapter against a raw client doing the same JSON work, bare and with the same \
          120 s request timeout the adapter sets (Novita advises timeouts above 60 s). The three \
-         run interleaved, call after call, 4000 rounds (`cargo run --release -p novita-ureq \
-         --example ureq_overhead`, `-p novita-reqwest --example reqwest_overhead`); medians per call. The overhead is \
+         run interleaved, each on a connection of its own, in rounds of six calls where each \
+         follows each of the others equally often, 4000 calls each (`cargo run --release -p \
+         novita-ureq --example ureq_overhead`, `-p novita-reqwest --example reqwest_overhead`); \
+         medians per call. The overhead is \
          measured against the raw client with the timeout: the timeout's own cost belongs to \
          the HTTP client, not to the policy.\n"
     );
