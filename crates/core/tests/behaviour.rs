@@ -1548,19 +1548,33 @@ fn row_503_held_calls_do_not_spin_while_the_probe_is_out() {
     assert!(polls <= 16 * 16 * 2, "{polls} polls in {took:?}");
 }
 
+/// One call meets two 503s in a row, which opens a breaker whose threshold is 2; the call
+/// is left waiting behind it.
+fn fail_twice_in_a_row(h: &mut Harness) {
+    let mut first = h.start(chat(MODEL));
+    for _ in 0..2 {
+        loop {
+            match first.poll(h.now) {
+                Poll::Send(_) => break,
+                Poll::Wait(wait) => h.advance(wait),
+                other => panic!("{other:?}"),
+            }
+        }
+        first.handle_response(503, &NO_HEADERS, b"", h.clock());
+    }
+    assert!(matches!(
+        h.core.breaker(MODEL, h.now),
+        BreakerState::Open { .. }
+    ));
+}
+
 #[test]
 fn row_503_after_an_outage_a_burst_of_503s_is_one_signal() {
     let mut config = PolicyConfig::default();
     config.breaker.failure_threshold = 2;
     let mut h = Harness::with(config.clone(), &[]);
     // An outage opens the breaker; a probe finds the model back.
-    let mut first = h.start(chat(MODEL));
-    let _ = h.send(&mut first);
-    first.handle_response(503, &NO_HEADERS, b"", h.clock());
-    let backoff = h.wait(&mut first);
-    h.advance(backoff);
-    let _ = h.send(&mut first);
-    first.handle_response(503, &NO_HEADERS, b"", h.clock());
+    fail_twice_in_a_row(&mut h);
     h.advance(config.breaker.open_for);
     let mut probe = h.start(chat(MODEL));
     let _ = h.send(&mut probe);
@@ -1638,17 +1652,7 @@ fn row_503_the_youngest_held_call_probes_and_the_oldest_keep_their_place() {
     // Released calls go a second apart, longer than a first backoff.
     config.pacing.release_rate = 1.0;
     let mut h = Harness::with(config.clone(), &[]);
-    let mut first = h.start(chat(MODEL));
-    let _ = h.send(&mut first);
-    first.handle_response(503, &NO_HEADERS, b"", h.clock());
-    let backoff = h.wait(&mut first);
-    h.advance(backoff);
-    let _ = h.send(&mut first);
-    first.handle_response(503, &NO_HEADERS, b"", h.clock());
-    assert!(matches!(
-        h.core.breaker(MODEL, h.now),
-        BreakerState::Open { .. }
-    ));
+    fail_twice_in_a_row(&mut h);
     // Three calls are held, arriving half a second apart.
     let mut oldest = h.start(chat(MODEL));
     let _ = h.wait(&mut oldest);
