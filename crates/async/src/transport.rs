@@ -84,7 +84,7 @@ fn is_tls(error: &(dyn StdError + 'static)) -> bool {
     if error.is::<native_tls::Error>() {
         return !chain(error)
             .into_iter()
-            .any(|source| source.is::<io::Error>());
+            .any(<dyn StdError>::is::<io::Error>);
     }
     let text = error.to_string().to_ascii_lowercase();
     text.contains("rustls") || text.contains("tls handshake") || text.contains("certificate")

@@ -726,6 +726,66 @@ mod tests {
         }
     }
 
+    /// Every counter, histogram and gauge this module emits.
+    const COUNTERS: [&str; 9] = [
+        REQUESTS_TOTAL,
+        THROTTLED_TOTAL,
+        RETRIES_TOTAL,
+        ESCALATIONS_TOTAL,
+        CALLS_TOTAL,
+        GIVE_UPS_TOTAL,
+        TOKENS_TOTAL,
+        REASONING_TOKENS_TOTAL,
+        STORE_FALLBACKS_TOTAL,
+    ];
+    const HISTOGRAMS: [&str; 3] = [
+        WAIT_SECONDS,
+        CALL_DURATION_SECONDS,
+        ATTEMPT_DURATION_SECONDS,
+    ];
+    const GAUGES: [&str; 3] = [RETRY_BUDGET_TOKENS, BREAKER_STATE, PACING_INTERVAL_SECONDS];
+
+    /// Fails one call a second from second `from` until the breaker on [`MODEL`] is open;
+    /// returns the second it is open at.
+    fn open_breaker(policy: &Policy, state: &mut ClientState, from: u64) -> u64 {
+        let mut now = from;
+        while !matches!(
+            state.breaker(MODEL, Duration::from_secs(now)),
+            BreakerState::Open { .. }
+        ) {
+            let mut call = policy.start_call(Duration::from_secs(now), Delivery::Buffered, 1);
+            let failure = Outcome::Response {
+                status: 503,
+                headers: &novita_policy::NO_HEADERS,
+                body: b"",
+            };
+            let _ = policy.decide(state, &mut call, MODEL, &failure, clock(now), Draw::HALF);
+            now += 1;
+        }
+        now
+    }
+
+    /// This client's and model's `novita_requests_total` for `status` and `class`.
+    fn requests(recorded: &[Recorded], status: &str, class: &str) -> u64 {
+        by_class(recorded, REQUESTS_TOTAL, ("status", status), class)
+    }
+
+    /// This client's and model's `novita_give_ups_total` for `reason` and `class`.
+    fn give_ups(recorded: &[Recorded], reason: &str, class: &str) -> u64 {
+        by_class(recorded, GIVE_UPS_TOTAL, ("reason", reason), class)
+    }
+
+    /// The counter `name` of this client and model with one more label and a `class`.
+    fn by_class(recorded: &[Recorded], name: &str, label: (&str, &str), class: &str) -> u64 {
+        let labels = [
+            ("client", CLIENT),
+            ("model", MODEL),
+            label,
+            ("class", class),
+        ];
+        counter(recorded, name, &labels)
+    }
+
     fn gauge(recorded: &[Recorded], name: &str, labels: &[(&str, &str)]) -> f64 {
         match find(recorded, MetricKind::Gauge, name, labels) {
             DebugValue::Gauge(value) => value.into_inner(),
@@ -800,13 +860,7 @@ mod tests {
             succeeded(&series(), Duration::from_millis(1500));
         });
 
-        let requests = [
-            ("client", CLIENT),
-            ("model", MODEL),
-            ("status", "200"),
-            ("class", "success"),
-        ];
-        assert_eq!(counter(&recorded, REQUESTS_TOTAL, &requests), 1);
+        assert_eq!(requests(&recorded, "200", "success"), 1);
         let calls = [("client", CLIENT), ("model", MODEL), ("outcome", "success")];
         assert_eq!(counter(&recorded, CALLS_TOTAL, &calls), 1);
         assert_eq!(histogram(&recorded, CALL_DURATION_SECONDS, &calls), [1.5]);
@@ -850,13 +904,7 @@ mod tests {
             assert!(matches!(decision, Decision::Retry { .. }), "{decision:?}");
         });
 
-        let requests = [
-            ("client", CLIENT),
-            ("model", MODEL),
-            ("status", "429"),
-            ("class", "throttled"),
-        ];
-        assert_eq!(counter(&recorded, REQUESTS_TOTAL, &requests), 1);
+        assert_eq!(requests(&recorded, "429", "throttled"), 1);
         let throttled = [("client", CLIENT), ("model", MODEL), ("limit", "tpm")];
         assert_eq!(counter(&recorded, THROTTLED_TOTAL, &throttled), 1);
         let retries = [("client", CLIENT), ("model", MODEL), ("class", "throttled")];
@@ -960,13 +1008,7 @@ mod tests {
             );
         });
 
-        let requests = [
-            ("client", CLIENT),
-            ("model", MODEL),
-            ("status", "504"),
-            ("class", "transient"),
-        ];
-        assert_eq!(counter(&recorded, REQUESTS_TOTAL, &requests), 1);
+        assert_eq!(requests(&recorded, "504", "transient"), 1);
         let escalations = [
             ("client", CLIENT),
             ("model", MODEL),
@@ -1007,20 +1049,8 @@ mod tests {
             gave_up(&series(), &give_up);
         });
 
-        let requests = [
-            ("client", CLIENT),
-            ("model", MODEL),
-            ("status", "403"),
-            ("class", "auth"),
-        ];
-        assert_eq!(counter(&recorded, REQUESTS_TOTAL, &requests), 1);
-        let give_ups = [
-            ("client", CLIENT),
-            ("model", MODEL),
-            ("reason", "not_retryable"),
-            ("class", "auth"),
-        ];
-        assert_eq!(counter(&recorded, GIVE_UPS_TOTAL, &give_ups), 1);
+        assert_eq!(requests(&recorded, "403", "auth"), 1);
+        assert_eq!(give_ups(&recorded, "not_retryable", "auth"), 1);
         let calls = [("client", CLIENT), ("model", MODEL), ("outcome", "gave_up")];
         assert_eq!(counter(&recorded, CALLS_TOTAL, &calls), 1);
         assert_eq!(histogram(&recorded, CALL_DURATION_SECONDS, &calls), [3.0]);
@@ -1042,27 +1072,7 @@ mod tests {
             };
             gave_up(&series(), &give_up);
             // Open the breaker, then a call is rejected before any attempt.
-            let mut now = 1;
-            while !matches!(
-                state.breaker(MODEL, Duration::from_secs(now)),
-                BreakerState::Open { .. }
-            ) {
-                let mut call = policy.start_call(Duration::from_secs(now), Delivery::Buffered, 1);
-                let failure = Outcome::Response {
-                    status: 503,
-                    headers: &novita_policy::NO_HEADERS,
-                    body: b"",
-                };
-                let _ = policy.decide(
-                    &mut state,
-                    &mut call,
-                    MODEL,
-                    &failure,
-                    clock(now),
-                    Draw::HALF,
-                );
-                now += 1;
-            }
+            let now = open_breaker(&policy, &mut state, 1);
             let mut call = policy.start_call(Duration::from_secs(now), Delivery::Buffered, 1);
             let admission = policy.admit(&mut state, &mut call, MODEL, Duration::from_secs(now));
             admitted(
@@ -1078,27 +1088,9 @@ mod tests {
             gave_up(&series(), &give_up);
         });
 
-        let requests = [
-            ("client", CLIENT),
-            ("model", MODEL),
-            ("status", "transport"),
-            ("class", "transport"),
-        ];
-        assert_eq!(counter(&recorded, REQUESTS_TOTAL, &requests), 1);
-        let give_ups = [
-            ("client", CLIENT),
-            ("model", MODEL),
-            ("reason", "not_retryable"),
-            ("class", "transport"),
-        ];
-        assert_eq!(counter(&recorded, GIVE_UPS_TOTAL, &give_ups), 1);
-        let rejected = [
-            ("client", CLIENT),
-            ("model", MODEL),
-            ("reason", "circuit_open"),
-            ("class", "none"),
-        ];
-        assert_eq!(counter(&recorded, GIVE_UPS_TOTAL, &rejected), 1);
+        assert_eq!(requests(&recorded, "transport", "transport"), 1);
+        assert_eq!(give_ups(&recorded, "not_retryable", "transport"), 1);
+        assert_eq!(give_ups(&recorded, "circuit_open", "none"), 1);
         assert_eq!(breaker_state(&recorded, CLIENT, MODEL), "open");
         let calls = [("client", CLIENT), ("model", MODEL), ("outcome", "gave_up")];
         assert_eq!(counter(&recorded, CALLS_TOTAL, &calls), 2);
@@ -1107,13 +1099,7 @@ mod tests {
     #[test]
     fn an_unusable_answer_counts_the_attempt_and_an_error() {
         let recorded = record(|| unusable(&series(), 200, Duration::from_secs(2)));
-        let requests = [
-            ("client", CLIENT),
-            ("model", MODEL),
-            ("status", "200"),
-            ("class", "success"),
-        ];
-        assert_eq!(counter(&recorded, REQUESTS_TOTAL, &requests), 1);
+        assert_eq!(requests(&recorded, "200", "success"), 1);
         let calls = [("client", CLIENT), ("model", MODEL), ("outcome", "error")];
         assert_eq!(counter(&recorded, CALLS_TOTAL, &calls), 1);
         assert_eq!(histogram(&recorded, CALL_DURATION_SECONDS, &calls), [2.0]);
@@ -1207,27 +1193,13 @@ mod tests {
         let snapshotter = recorder.snapshotter();
         metrics::with_local_recorder(&recorder, || {
             describe();
-            for name in [
-                REQUESTS_TOTAL,
-                THROTTLED_TOTAL,
-                RETRIES_TOTAL,
-                ESCALATIONS_TOTAL,
-                CALLS_TOTAL,
-                GIVE_UPS_TOTAL,
-                TOKENS_TOTAL,
-                REASONING_TOKENS_TOTAL,
-                STORE_FALLBACKS_TOTAL,
-            ] {
+            for name in COUNTERS {
                 counter!(name).increment(1);
             }
-            for name in [
-                WAIT_SECONDS,
-                CALL_DURATION_SECONDS,
-                ATTEMPT_DURATION_SECONDS,
-            ] {
+            for name in HISTOGRAMS {
                 histogram!(name).record(1.0);
             }
-            for name in [RETRY_BUDGET_TOKENS, BREAKER_STATE, PACING_INTERVAL_SECONDS] {
+            for name in GAUGES {
                 gauge!(name).set(0.0);
             }
         });
@@ -1320,23 +1292,7 @@ mod tests {
         let mut emitted: Vec<&str> = names(&recorded);
         emitted.sort_unstable();
         emitted.dedup();
-        let mut every = vec![
-            REQUESTS_TOTAL,
-            THROTTLED_TOTAL,
-            RETRIES_TOTAL,
-            ESCALATIONS_TOTAL,
-            CALLS_TOTAL,
-            GIVE_UPS_TOTAL,
-            WAIT_SECONDS,
-            CALL_DURATION_SECONDS,
-            RETRY_BUDGET_TOKENS,
-            BREAKER_STATE,
-            PACING_INTERVAL_SECONDS,
-            ATTEMPT_DURATION_SECONDS,
-            TOKENS_TOTAL,
-            REASONING_TOKENS_TOTAL,
-            STORE_FALLBACKS_TOTAL,
-        ];
+        let mut every: Vec<&str> = [COUNTERS.as_slice(), &HISTOGRAMS, &GAUGES].concat();
         every.sort_unstable();
         assert_eq!(emitted, every, "the calls above emit every metric");
         for metric in &recorded {
@@ -1359,35 +1315,7 @@ mod tests {
         let quiet = core(None);
         assert_eq!(quiet.name(), "default");
         // The busy client's breaker on the model opens at `opened`.
-        let opened = {
-            let mut shared = busy.lock();
-            let mut now = 0;
-            while !matches!(
-                shared.state.breaker(MODEL, Duration::from_secs(now)),
-                BreakerState::Open { .. }
-            ) {
-                let mut call = busy.policy().start_call(
-                    Duration::from_secs(now),
-                    novita_policy::Delivery::Buffered,
-                    1,
-                );
-                let failure = Outcome::Response {
-                    status: 503,
-                    headers: &novita_policy::NO_HEADERS,
-                    body: b"",
-                };
-                let _ = busy.policy().decide(
-                    &mut shared.state,
-                    &mut call,
-                    MODEL,
-                    &failure,
-                    clock(now),
-                    Draw::HALF,
-                );
-                now += 1;
-            }
-            now
-        };
+        let opened = open_breaker(busy.policy(), &mut busy.lock().state, 0);
         let recorded = record(|| {
             // Admitted to the busy client: its breaker shows open, the call falls back.
             let mut driver = crate::CallDriver::new(
